@@ -1,0 +1,3 @@
+"""Networks (x, s, t) -> (batch, heads, *shape) (family `backbone`)."""
+
+from components.backbones import mlp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Data sources (family `dataset`)."""
+
+from components.datasets import checkerboard, gaussian, gaussian_mixture  # noqa: F401

@@ -1,0 +1,3 @@
+"""Closed-form flows used as ground truth by property tests and users (family `exact`)."""
+
+from components.exact import gaussian  # noqa: F401

@@ -1,0 +1,3 @@
+"""Stop-gradient policies of self-distillation (family `stopgrad`)."""
+
+from components.stopgrad import policies  # noqa: F401

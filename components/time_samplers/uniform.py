@@ -1,0 +1,48 @@
+"""Off-diagonal pairs uniform on the upper triangle, optionally within an annealed gap."""
+
+import attrs
+import torch
+
+from components.time_samplers.common import (
+    assemble,
+    check_fraction,
+    check_gap,
+    check_non_negative,
+    diagonal_count,
+    max_gap,
+    place_gaps,
+    uniform,
+)
+from flowmap_core.protocols import TimeSample
+from flowmap_core.registry import register
+
+
+@register("time_sampler", "uniform")
+@attrs.define(frozen=True, kw_only=True)
+class UniformTriangle:
+    """A share `diagonal_fraction` with s = t ~ U(0, 1); the rest uniform on {s < t, t - s <= g}.
+
+    g is `gap(step)`: `max_gap`, reached from `initial_gap` over `anneal_steps` steps
+    (by default 1 from the start: the whole triangle). The gap
+    d = t - s has density proportional to (1 - d) on [0, g], drawn by inverting its CDF,
+    then s ~ U(0, 1 - d).
+    """
+
+    diagonal_fraction: float = attrs.field(default=0.5, validator=check_fraction)
+    max_gap: float = attrs.field(default=1.0, validator=check_gap)
+    initial_gap: float = attrs.field(default=0.0, validator=check_gap)
+    anneal_steps: int = attrs.field(default=0, validator=check_non_negative)
+
+    def gap(self, step: int) -> float:
+        """The largest gap allowed at `step` (see `max_gap` in common.py)."""
+        return max_gap(step, initial=self.initial_gap, final=self.max_gap, anneal_steps=self.anneal_steps)
+
+    def __call__(
+        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+    ) -> TimeSample:
+        n_diag = diagonal_count(n, self.diagonal_fraction)
+        g = self.gap(step)
+        mass = uniform(n - n_diag, generator, dtype) * (2 * g - g * g)
+        d = 1 - torch.sqrt(1 - mass)
+        s, t = place_gaps(d, generator)
+        return assemble(uniform(n_diag, generator, dtype), s, t, device)

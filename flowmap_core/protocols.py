@@ -1,0 +1,324 @@
+"""The contract of each component family: a `typing.Protocol` plus frozen output records.
+
+Conventions (fixed for the whole library): time runs in [0, 1], t = 0 is the Gaussian
+base `x0`, t = 1 is data `x1`; tensors are batch-first, `x` is `(batch, *shape)` and times
+are `(batch,)`. A flow map `X_{s,t}(x)` carries a point from time s to time t along the
+probability-flow ODE `dx/dt = b_t(x)`; it is always written in Euler form
+
+    X_{s,t}(x) = x + (t - s) V_{s,t}(x),            b_t(x) = V_{t,t}(x),
+
+where `V` is the *mean velocity* a parameterisation reads off the backbone. The form is a
+reparameterisation, not an approximation.
+
+Each family is declared here with the attributes its members must have; a component
+joins a family with `flowmap_core.registry.register(family, name)`.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import torch
+from torch import Tensor
+
+from flowmap_core.registry import declare_family
+
+# --------------------------------------------------------------------------- records
+
+
+@attrs.frozen
+class Coefficients:
+    """Interpolant schedule at times t: `x_t = alpha x0 + beta x1` and its time derivatives."""
+
+    alpha: Tensor
+    beta: Tensor
+    alpha_dot: Tensor
+    beta_dot: Tensor
+
+
+@attrs.frozen
+class InterpolantPoint:
+    """A point of the interpolant, `xt = alpha(t) x0 + beta(t) x1`, and `dxt = d/dt xt`."""
+
+    xt: Tensor
+    dxt: Tensor
+
+
+@attrs.frozen
+class Batch:
+    """A batch of data `x1` (batch-first), with optional integer class labels."""
+
+    x1: Tensor
+    label: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x1.shape[0]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+        label = None if self.label is None else self.label.to(device)
+        return Batch(x1=self.x1.to(device=device, dtype=dtype), label=label)
+
+
+@attrs.frozen
+class TimeSample:
+    """Time pairs for one batch: `s[i]`, `t[i]`; the first `n_diagonal` rows have s = t.
+
+    Diagonal rows train the velocity `b_t = V_{t,t}` (flow matching); the others train
+    the map off the diagonal (self-distillation). Generation uses s < t.
+    """
+
+    s: Tensor
+    t: Tensor
+    n_diagonal: int
+
+    def __len__(self) -> int:
+        return self.s.shape[0]
+
+
+@attrs.frozen
+class ObjectiveOutput:
+    """Per-example loss `(batch,)` and named scalar terms for logging."""
+
+    per_example: Tensor
+    terms: Mapping[str, Tensor] = attrs.field(factory=dict)
+
+
+# ------------------------------------------------------------------------- protocols
+
+
+@runtime_checkable
+class Interpolant(Protocol):
+    """`x_t = alpha(t) x0 + beta(t) x1`, alpha(0)=1, beta(0)=0, alpha(1)=0, beta(1)=1."""
+
+    def coefficients(self, t: Tensor) -> Coefficients:
+        """alpha, beta and their time derivatives at times `t` (each shaped like `t`)."""
+
+    def interpolate(self, x0: Tensor, x1: Tensor, t: Tensor) -> InterpolantPoint:
+        """`xt` and `dxt/dt` for each example (the flow-matching target on the diagonal)."""
+
+
+class Backbone(Protocol):
+    """An `nn.Module` built as `Backbone(data_shape=..., heads=...)`.
+
+    `forward(x, s, t, **cond)` maps `(batch, *shape)`, `(batch,)`, `(batch,)` to
+    `(batch, heads, *shape)`: the raw outputs a parameterisation reads.
+    """
+
+    def forward(self, x: Tensor, s: Tensor, t: Tensor, **cond: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class Parameterisation(Protocol):
+    """How a backbone's outputs define the flow map, through the mean velocity `V_{s,t}`.
+
+    `heads` is the number of data-shaped outputs the backbone must produce. Every
+    parameterisation satisfies X_{t,t} = id and d/dt X_{s,t}|_{t=s} = V_{s,s} by construction.
+    """
+
+    heads: int
+
+    def mean_velocity(
+        self, net: Callable[..., Tensor], x: Tensor, s: Tensor, t: Tensor, cond: Mapping[str, Tensor]
+    ) -> Tensor:
+        """`V_{s,t}(x)` such that `X_{s,t}(x) = x + (t - s) V_{s,t}(x)`."""
+
+    def represent(self, exact: "ExactFlow", x: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """Backbone outputs `(batch, heads, *shape)` under which this parameterisation
+        reproduces the closed-form map `exact` (puts a known map into any parameterisation)."""
+
+
+@runtime_checkable
+class StopGradient(Protocol):
+    """Where the stop-gradient sits in a self-distillation objective.
+
+    Objectives call three hooks, and document where: `target(fn, *args)` evaluates the
+    implicit teacher's output (the target); `target_input(x)` is applied to a student
+    quantity before it enters the teacher; `stops_transport` says whether the transport
+    term of the Eulerian objective carries gradient.
+    """
+
+    stops_transport: bool
+
+    def target(self, fn: Callable[..., Tensor], *args: Any) -> Tensor: ...
+
+    def target_input(self, x: Tensor) -> Tensor: ...
+
+
+@attrs.frozen
+class ObjectiveInput:
+    """Everything an objective sees for one batch.
+
+    `student` is the online network read through the parameterisation (gradients flow
+    into it); `teacher` is the network that supplies targets: the online weights or
+    their EMA. The first `n_diagonal` rows have s = t. `generator` drives any randomness
+    inside the objective (e.g. PSD-U's h).
+    """
+
+    x0: Tensor
+    x1: Tensor
+    s: Tensor
+    t: Tensor
+    interpolant: Interpolant
+    student: "FlowMapLike"
+    teacher: "FlowMapLike"
+    n_diagonal: int = 0
+    generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.x0.shape[0]
+
+    def rows(self, index: slice) -> "ObjectiveInput":
+        """The same input restricted to a range of rows."""
+        start, stop, _ = index.indices(len(self))
+        return attrs.evolve(
+            self,
+            x0=self.x0[index],
+            x1=self.x1[index],
+            s=self.s[index],
+            t=self.t[index],
+            student=self.student.rows(index),
+            teacher=self.teacher.rows(index),
+            n_diagonal=max(0, min(stop, self.n_diagonal) - start),
+        )
+
+
+class FlowMapLike(Protocol):
+    """A flow map an objective can evaluate: see `flowmap_core.flow_map.FlowMap`."""
+
+    def __call__(self, x: Tensor, s: Tensor, t: Tensor) -> Tensor: ...
+
+    def mean_velocity(self, x: Tensor, s: Tensor, t: Tensor) -> Tensor: ...
+
+    def velocity(self, x: Tensor, t: Tensor) -> Tensor: ...
+
+    def rows(self, index: slice) -> "FlowMapLike": ...
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A training loss: per-example values for a batch of (x0, x1, s, t)."""
+
+    def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput: ...
+
+
+@runtime_checkable
+class Weighting(Protocol):
+    """Reduces per-example losses to the scalar that is minimised, given their times.
+
+    A weighting with parameters (e.g. a learned log-variance) is an `nn.Module`; the
+    trainer optimises its parameters with the backbone's.
+    """
+
+    def __call__(self, per_example: Tensor, s: Tensor, t: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class TimeSampler(Protocol):
+    """Draws the (s, t) pairs of a batch; may depend on the training step (annealing)."""
+
+    def __call__(
+        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+    ) -> TimeSample: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A source of data batches; `data_shape` excludes the batch dimension.
+
+    `sample` draws with the given generator only, so a run that checkpoints the
+    generator resumes the same data stream.
+    """
+
+    data_shape: tuple[int, ...]
+    num_classes: int | None
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Batch: ...
+
+
+@runtime_checkable
+class DensityDataset(Dataset, Protocol):
+    """A 2D dataset whose exact probability of any axis-aligned bin is known."""
+
+    def bin_probabilities(self, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        """Exact probability of each bin, `(len(edges_x) - 1, len(edges_y) - 1)`, float64."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores samples against a dataset; lower is better."""
+
+    name: str
+
+    def __call__(self, samples: Tensor, dataset: Dataset) -> float: ...
+
+
+@runtime_checkable
+class ExactFlow(Protocol):
+    """A closed-form case: data distribution, interpolant, and its exact velocity and map."""
+
+    data_shape: tuple[int, ...]
+
+    def velocity(self, x: Tensor, t: Tensor) -> Tensor:
+        """The exact probability-flow velocity `b_t(x) = E[dx_t/dt | x_t = x]`."""
+
+    def flow_map(self, x: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """The exact flow map `X_{s,t}(x)`."""
+
+    def mean_velocity(self, x: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """`(X_{s,t}(x) - x) / (t - s)`, and `b_s(x)` where s = t."""
+
+    def sample_data(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+        """`n` samples of the data distribution."""
+
+
+# -------------------------------------------------------------------------- families
+
+declare_family(
+    "interpolant", "schedules alpha(t), beta(t) of x_t = alpha x0 + beta x1", ("coefficients", "interpolate")
+)
+declare_family(
+    "parameterisation",
+    "how backbone outputs define X_{s,t}(x) = x + (t-s) V_{s,t}(x)",
+    ("heads", "mean_velocity", "represent"),
+)
+declare_family("objective", "training losses: flow matching and the self-distillation residuals", ("__call__",))
+declare_family(
+    "stopgrad",
+    "where the stop-gradient sits in a self-distillation objective",
+    ("stops_transport", "target", "target_input"),
+)
+declare_family("weighting", "reduction of per-example losses, possibly learned", ("__call__",))
+declare_family("time_sampler", "distributions of the (s, t) pairs of a batch", ("__call__",))
+declare_family("backbone", "networks (x, s, t) -> (batch, heads, *shape)", ("forward",))
+declare_family(
+    "dataset",
+    "data sources with their shape (and exact densities where known)",
+    ("data_shape", "num_classes", "sample"),
+)
+declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
+declare_family(
+    "exact",
+    "closed-form flows with exact velocity and flow map (ground truth)",
+    ("data_shape", "velocity", "flow_map", "mean_velocity", "sample_data"),
+)
+
+__all__ = [
+    "Backbone",
+    "Batch",
+    "Coefficients",
+    "Dataset",
+    "DensityDataset",
+    "ExactFlow",
+    "FlowMapLike",
+    "Interpolant",
+    "InterpolantPoint",
+    "Metric",
+    "Objective",
+    "ObjectiveInput",
+    "ObjectiveOutput",
+    "Parameterisation",
+    "StopGradient",
+    "TimeSample",
+    "TimeSampler",
+    "Weighting",
+]

@@ -1,0 +1,37 @@
+"""Every registered backbone: output shape, float64, forward-mode derivatives in both times."""
+
+import pytest
+import torch
+
+from flowmap_core import registry
+from flowmap_core.autodiff import jvp
+
+SHAPES = [(2,), (3, 4)]
+
+
+def backbones():
+    return [pytest.param(name, shape, id=f"{name}-{shape}") for name in registry.names("backbone") for shape in SHAPES]
+
+
+@pytest.mark.parametrize("name, shape", backbones())
+@pytest.mark.parametrize("heads", [1, 2])
+def test_backbone_contract(name, shape, heads):
+    net = registry.build("backbone", name, data_shape=shape, heads=heads).double()
+    for parameter in net.parameters():  # leave the zero-initialised output layer behind
+        torch.nn.init.normal_(parameter, std=0.3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((5, *shape), generator=g, dtype=torch.float64)
+    s, t = torch.rand((2, 5), generator=g, dtype=torch.float64)
+    out = net(x, s, t)
+    assert out.shape == (5, heads, *shape) and out.dtype == torch.float64
+    for argument in ("s", "t"):
+        tangents = (torch.zeros_like(x), torch.ones_like(s) * (argument == "s"), torch.ones_like(t) * (argument == "t"))
+        _, derivative = jvp(net, (x, s, t), tangents)
+        assert derivative.abs().max().item() > 1e-6, f"output does not depend on {argument}"
+
+
+def test_mlp_starts_at_identity_map():
+    """A fresh MLP outputs zero: the initial map is the identity, its velocity zero."""
+    net = registry.build("backbone", "mlp", data_shape=(2,))
+    x, s, t = torch.randn(4, 2), torch.rand(4), torch.rand(4)
+    assert net(x, s, t).abs().max().item() == 0.0

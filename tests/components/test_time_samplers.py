@@ -1,0 +1,75 @@
+"""Laws of every registered time sampler."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from components.time_samplers.beta_gap import BetaGap
+from components.time_samplers.uniform import UniformTriangle
+from flowmap_core import registry
+from tests.instances import instances
+
+CPU = torch.device("cpu")
+
+
+def draw(sampler, n, seed=0, step=0):
+    g = torch.Generator().manual_seed(seed)
+    return sampler(n, step=step, generator=g, device=CPU, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name, sampler", instances("time_sampler"))
+@given(n=st.integers(1, 300), seed=st.integers(0, 1000), step=st.integers(0, 10_000))
+def test_time_sampler_laws(name, sampler, n, seed, step):
+    pairs = draw(sampler, n, seed, step)
+    k = pairs.n_diagonal
+    assert pairs.s.shape == pairs.t.shape == (n,)
+    assert pairs.s.dtype == torch.float64
+    assert ((pairs.s >= 0) & (pairs.s <= 1) & (pairs.t >= 0) & (pairs.t <= 1)).all()
+    assert torch.equal(pairs.s[:k], pairs.t[:k])
+    if name != "full_square":
+        assert (pairs.s[k:] <= pairs.t[k:]).all()
+    fraction = getattr(sampler, "diagonal_fraction", getattr(getattr(sampler, "base", None), "diagonal_fraction", 0))
+    assert k == round(n * fraction)
+    again = draw(sampler, n, seed, step)
+    assert torch.equal(pairs.s, again.s) and torch.equal(pairs.t, again.t)
+
+
+def test_uniform_triangle_is_uniform():
+    pairs = draw(UniformTriangle(diagonal_fraction=0.0), 200_000)
+    gap = pairs.t - pairs.s
+    # uniform on the triangle: gap density 2 (1 - d), mean 1/3, s + t mean 1
+    assert abs(gap.mean().item() - 1 / 3) < 0.005
+    assert abs((pairs.s + pairs.t).mean().item() - 1.0) < 0.005
+
+
+def test_gap_anneals_linearly():
+    sampler = UniformTriangle(diagonal_fraction=0.0, initial_gap=0.1, max_gap=0.9, anneal_steps=100)
+    for step, bound in [(0, 0.1), (50, 0.5), (100, 0.9), (10_000, 0.9)]:
+        gap = draw(sampler, 20_000, step=step).t.sub(draw(sampler, 20_000, step=step).s)
+        assert gap.max().item() <= bound + 1e-12
+        assert gap.max().item() > 0.95 * bound
+
+
+def test_beta_gap_mean():
+    a, b = 2.0, 1.0
+    pairs = draw(BetaGap(diagonal_fraction=0.0, concentration=(a, b)), 100_000)
+    assert math.isclose((pairs.t - pairs.s).mean().item(), a / (a + b), abs_tol=0.005)
+
+
+def test_full_square_swaps_a_share():
+    sampler = registry.build("time_sampler", "full_square", base=UniformTriangle(), backward_fraction=0.25)
+    pairs = draw(sampler, 40_000)
+    k = pairs.n_diagonal
+    backward = (pairs.s[k:] > pairs.t[k:]).double().mean().item()
+    assert abs(backward - 0.25) < 0.02
+
+
+@pytest.mark.parametrize(
+    "kwargs, message", [({"diagonal_fraction": 1.5}, "in \\[0, 1\\]"), ({"max_gap": -0.1}, "t - s")]
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UniformTriangle(**kwargs)

@@ -1,0 +1,20 @@
+"""Test-suite setup: runtime shape checks on, Hypothesis profile, all components registered."""
+
+import os
+
+os.environ.setdefault("FLOWMAP_TYPECHECK", "1")  # before any flowmap module is imported
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+import components  # noqa: E402, F401
+from flowmap_core import testing  # noqa: E402, F401  (registers the Hypothesis profiles)
+
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

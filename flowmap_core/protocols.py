@@ -131,10 +131,11 @@ class Parameterisation(Protocol):
 class StopGradient(Protocol):
     """Where the stop-gradient sits in a self-distillation objective.
 
-    Objectives call three hooks, and document where: `target(fn, *args)` evaluates the
+    Objectives call the hooks, and document where: `target(fn, *args)` evaluates the
     implicit teacher's output (the target); `target_input(x)` is applied to a student
-    quantity before it enters the teacher; `stops_transport` says whether the transport
-    term of the Eulerian objective carries gradient.
+    quantity before it enters the teacher; `derivative(d)` to the student's time
+    derivative term; `stops_transport` says whether the transport term of the Eulerian
+    objective carries gradient.
     """
 
     stops_transport: bool
@@ -142,6 +143,22 @@ class StopGradient(Protocol):
     def target(self, fn: Callable[..., Tensor], *args: Any) -> Tensor: ...
 
     def target_input(self, x: Tensor) -> Tensor: ...
+
+    def derivative(self, d: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class VelocitySource(Protocol):
+    """The velocity that closes a self-distillation target.
+
+    `at(inp, x, t, point)` is the velocity at `x`, time `t`. `point` is the interpolant
+    point of the batch when `x` is one (x = x_t of the sampled pair), else None: the
+    conditional velocity dx_t/dt exists only there (`needs_interpolant_point`).
+    """
+
+    needs_interpolant_point: bool
+
+    def at(self, inp: "ObjectiveInput", x: Tensor, t: Tensor, point: InterpolantPoint | None) -> Tensor: ...
 
 
 @attrs.frozen
@@ -253,6 +270,25 @@ class Metric(Protocol):
 
 
 @runtime_checkable
+class Teacher(Protocol):
+    """Which network supplies the self-distillation targets (the implicit teacher).
+
+    Given the student's flow map and the run's EMA networks by rate, returns the
+    teacher's flow map: the online network itself, one of its EMAs, or a frozen
+    network from another run (distillation).
+    """
+
+    def flow_map(self, student: "FlowMapLike", ema: Mapping[float, torch.nn.Module]) -> "FlowMapLike": ...
+
+
+@runtime_checkable
+class LRSchedule(Protocol):
+    """Learning-rate multiplier at a step of a run of `total_steps` (1 = the optimiser's lr)."""
+
+    def __call__(self, step: int, total_steps: int) -> float: ...
+
+
+@runtime_checkable
 class ExactFlow(Protocol):
     """A closed-form case: data distribution, interpolant, and its exact velocity and map."""
 
@@ -282,10 +318,11 @@ declare_family(
     ("heads", "mean_velocity", "represent"),
 )
 declare_family("objective", "training losses: flow matching and the self-distillation residuals", ("__call__",))
+declare_family("velocity", "the velocity closing a self-distillation target", ("needs_interpolant_point", "at"))
 declare_family(
     "stopgrad",
     "where the stop-gradient sits in a self-distillation objective",
-    ("stops_transport", "target", "target_input"),
+    ("stops_transport", "target", "target_input", "derivative"),
 )
 declare_family("weighting", "reduction of per-example losses, possibly learned", ("__call__",))
 declare_family("time_sampler", "distributions of the (s, t) pairs of a batch", ("__call__",))
@@ -296,6 +333,9 @@ declare_family(
     ("data_shape", "num_classes", "sample"),
 )
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
+declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
+declare_family("optimizer", "torch.optim optimisers, built on the trained parameters", ("step", "zero_grad"))
+declare_family("lr_schedule", "learning-rate multiplier as a function of the step", ("__call__",))
 declare_family(
     "exact",
     "closed-form flows with exact velocity and flow map (ground truth)",
@@ -312,12 +352,15 @@ __all__ = [
     "FlowMapLike",
     "Interpolant",
     "InterpolantPoint",
+    "LRSchedule",
     "Metric",
     "Objective",
     "ObjectiveInput",
     "ObjectiveOutput",
     "Parameterisation",
     "StopGradient",
+    "Teacher",
+    "VelocitySource",
     "TimeSample",
     "TimeSampler",
     "Weighting",

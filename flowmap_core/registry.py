@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-
 import gin
 
+from flowmap_core.errors import FlowmapError
 
-class RegistryError(KeyError):
+
+class RegistryError(FlowmapError, KeyError):
     """An unknown family or component name, or a name registered twice."""
 
     def __str__(self) -> str:

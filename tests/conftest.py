@@ -18,3 +18,14 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """A finished smoke run of the LSD experiment (trained once per test session)."""
+    from flowmap_core import cli, config
+
+    run_dir = tmp_path_factory.mktemp("smoke") / "lsd"
+    smoke = config.GIN_DIR / "smoke" / "checkerboard_lsd.gin"
+    assert cli.main(["train", str(smoke), "--run-dir", str(run_dir), "--no-progress", "--no-eval"]) == 0
+    return run_dir

@@ -11,12 +11,16 @@ from typing import Any
 import torch
 
 from components.interpolants.general import General
+from components.objectives.esd import ESD
 from components.objectives.lsd import LSD
 from components.objectives.psd import PSD
 from components.objectives.split import Split
 from components.objectives.weighted_sum import WeightedSum
+from components.stopgrad.policies import MeanVelocityStopGradient
 from components.time_samplers.full_square import FullSquare
+from components.time_samplers.on_grid import OnGrid
 from components.time_samplers.uniform import UniformTriangle
+from components.velocities.conditional import ConditionalVelocity
 from flowmap_core import registry
 
 BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
@@ -27,15 +31,25 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
     ("objective", "split"): lambda: Split(off_diagonal=LSD()),
     ("objective", "weighted_sum"): lambda: WeightedSum(terms=(LSD(), PSD()), weights=(1.0, 0.5)),
     ("time_sampler", "full_square"): lambda: FullSquare(base=UniformTriangle()),
+    ("time_sampler", "on_grid"): lambda: OnGrid(base=UniformTriangle(), fraction=0.5),
 }
 
 # Variants tested besides the default instance.
 VARIANTS: dict[tuple[str, str], list[Callable[[], Any]]] = {
     ("objective", "psd"): [lambda: PSD(h=None)],
+    ("objective", "esd"): [lambda: ESD(velocity=ConditionalVelocity(), stopgrad=MeanVelocityStopGradient())],
 }
 
-# Objectives that are self-distillation residuals: zero at the exact flow map.
-RESIDUALS = {"esd", "lsd", "psd", "weighted_sum"}
+
+def is_residual(objective: Any) -> bool:
+    """Whether an objective is a self-distillation residual: exactly zero at the exact map.
+    Objectives closed by the conditional velocity are regressions instead (zero only in
+    expectation over the pair given x_t)."""
+    if objective.registry_name == "weighted_sum":
+        return all(is_residual(term) for term in objective.terms)
+    velocity = getattr(objective, "velocity", None)
+    conditional = velocity is not None and velocity.needs_interpolant_point
+    return objective.registry_name in {"esd", "lsd", "psd"} and not conditional
 
 
 def instance(family: str, name: str) -> Any:

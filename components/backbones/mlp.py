@@ -12,11 +12,12 @@ from flowmap_core.typing import Data, Heads, Times, typechecked
 
 @register("backbone", "mlp")
 class MLP(nn.Module):
-    """`depth` hidden layers of `width` units on [x, Fourier(s), Fourier(t)] -> `heads` outputs.
+    """`depth` hidden layers of `width` units on [Fourier(x), Fourier(s), Fourier(t)] -> `heads` outputs.
 
     The official checkerboard network is 4 hidden layers of 512 with GELU on (s, t, x);
-    here each time also gets `octaves` Fourier octaves. The last layer starts at zero, so
-    the initial map is the identity and its velocity is zero.
+    here each time also gets `octaves` Fourier octaves, and each coordinate of x
+    `space_octaves` octaves of base frequency pi / 4 (one period over [-4, 4]; 0: raw x).
+    The last layer starts at zero, so the initial map is the identity, its velocity zero.
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class MLP(nn.Module):
         width: int = 512,
         depth: int = 4,
         octaves: int = 8,
+        space_octaves: int = 0,
         activation: type[nn.Module] = nn.GELU,
     ):
         super().__init__()
@@ -36,8 +38,9 @@ class MLP(nn.Module):
         self.heads = heads
         dim = math.prod(self.data_shape)
         self.time_features = FourierTimeFeatures(octaves)
+        self.space_features = FourierTimeFeatures(space_octaves, base_frequency=math.pi / 4)
         layers: list[nn.Module] = []
-        fan_in = dim + 2 * self.time_features.dim
+        fan_in = dim * self.space_features.dim + 2 * self.time_features.dim
         for _ in range(depth):
             layers += [nn.Linear(fan_in, width), activation()]
             fan_in = width
@@ -48,5 +51,6 @@ class MLP(nn.Module):
 
     @typechecked
     def forward(self, x: Data, s: Times, t: Times) -> Heads:
-        features = torch.cat([x.flatten(1), self.time_features(s), self.time_features(t)], dim=-1)
+        space = self.space_features(x.flatten(1)).flatten(1)
+        features = torch.cat([space, self.time_features(s), self.time_features(t)], dim=-1)
         return self.out(self.hidden(features)).view(x.shape[0], self.heads, *self.data_shape)

@@ -7,17 +7,18 @@ from torch import Tensor, nn
 
 
 class FourierTimeFeatures(nn.Module):
-    """t -> [t, sin(pi 2^k t), cos(pi 2^k t) for k < n]: `1 + 2 n` features per time.
+    """t -> [t, sin(w 2^k t), cos(w 2^k t) for k < n]: `1 + 2 n` features per input value.
 
-    Frequencies are fixed (octaves), so the features are deterministic and identical
-    on every process; the lowest octave spans [0, 1] once.
+    Frequencies are fixed octaves of `base_frequency` (default pi: the lowest octave
+    spans [0, 1] once), so the features are deterministic and identical on every process.
+    Applies elementwise: an input `(..., )` gives `(..., 1 + 2 n)`.
     """
 
-    def __init__(self, octaves: int = 8):
+    def __init__(self, octaves: int = 8, base_frequency: float = math.pi):
         super().__init__()
         if octaves < 0:
             raise ValueError(f"octaves must be >= 0, got {octaves}")
-        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(octaves, dtype=torch.float32))
+        self.register_buffer("frequencies", base_frequency * 2.0 ** torch.arange(octaves, dtype=torch.float32))
         self.dim = 1 + 2 * octaves
 
     def forward(self, t: Tensor) -> Tensor:

@@ -1,17 +1,23 @@
 """Stop-gradient policies: where the implicit teacher of self-distillation is frozen.
 
-Each objective documents where it calls the hooks; in short:
+Objectives call the hooks at documented places; in short:
 
-| policy  | target (teacher output) | target_input (student value fed to teacher) | ESD transport term |
-|---------|-------------------------|---------------------------------------------|--------------------|
-| none    | differentiated          | differentiated                              | differentiated     |
-| teacher | stopped (no_grad)       | stopped                                     | differentiated     |
-| full    | stopped (no_grad)       | stopped                                     | stopped            |
+| policy        | target (teacher output) | target_input | ESD transport | derivative term |
+|---------------|-------------------------|--------------|---------------|-----------------|
+| none          | differentiated          | differentiated | differentiated | differentiated |
+| teacher       | stopped (no_grad)       | stopped      | differentiated | differentiated |
+| full          | stopped (no_grad)       | stopped      | stopped        | differentiated |
+| mean_velocity | stopped (no_grad)       | stopped      | stopped        | stopped        |
 
-`teacher` is the paper's default: with the teacher frozen, each objective is a convex
-(quadratic) function of the student's output. Whether the teacher is the online
-network or its EMA is the trainer's `teacher_ema_rate`; under `none` with an EMA teacher,
-gradients still flow through `target_input` but not into the EMA weights.
+`target` is the teacher's output that closes the loss; `target_input` a student value fed
+to the teacher (LSD's X_{s,t}(x_s)); the transport term is ESD's grad_x V . v; the
+derivative term is (t - s) times the student's time derivative of V (LSD's d/dt V,
+ESD's d/ds V + grad_x V . v). `teacher` is the paper's default: with the teacher
+frozen, each objective is a convex (quadratic) function of the student's output.
+`mean_velocity` leaves gradient only in the student's mean velocity V_{s,t}: the
+objective regresses V on a frozen target (MeanFlow's stop-gradient). Whether the
+teacher is the online network or an EMA is the trainer's `teacher`; under `none` with a
+frozen teacher (EMA, pretrained), gradients still flow through `target_input`.
 """
 
 from collections.abc import Callable
@@ -42,13 +48,14 @@ class NoStopGradient:
     def target_input(self, x: Tensor) -> Tensor:
         return x
 
+    def derivative(self, d: Tensor) -> Tensor:
+        return d
+
 
 @register("stopgrad", "teacher")
 @attrs.define(frozen=True, kw_only=True)
-class TeacherStopGradient:
+class TeacherStopGradient(NoStopGradient):
     """Freeze the implicit teacher (the paper's default): the loss is convex in the student."""
-
-    stops_transport: bool = attrs.field(default=False, init=False)
 
     def target(self, fn: Callable[..., Tensor], *args: Any) -> Tensor:
         return _frozen(fn, *args)
@@ -60,6 +67,15 @@ class TeacherStopGradient:
 @register("stopgrad", "full")
 @attrs.define(frozen=True, kw_only=True)
 class FullStopGradient(TeacherStopGradient):
-    """Freeze the teacher and ESD's transport term grad_x X . b (the official ESD 'full')."""
+    """Freeze the teacher and ESD's transport term grad_x V . v (the official ESD 'full')."""
 
     stops_transport: bool = attrs.field(default=True, init=False)
+
+
+@register("stopgrad", "mean_velocity")
+@attrs.define(frozen=True, kw_only=True)
+class MeanVelocityStopGradient(FullStopGradient):
+    """Gradient only through the student's V_{s,t}: regress it on a frozen target (MeanFlow)."""
+
+    def derivative(self, d: Tensor) -> Tensor:
+        return d.detach()

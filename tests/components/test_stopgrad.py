@@ -11,13 +11,23 @@ from components.objectives.esd import ESD
 from components.objectives.lsd import LSD
 from components.objectives.psd import PSD
 from components.parameterisations.euler import Euler
-from components.stopgrad.policies import FullStopGradient, NoStopGradient, TeacherStopGradient
+from components.stopgrad.policies import (
+    FullStopGradient,
+    MeanVelocityStopGradient,
+    NoStopGradient,
+    TeacherStopGradient,
+)
 from flowmap_core.flow_map import FlowMap, expand_time
 from flowmap_core.protocols import ObjectiveInput
 from tests.components.test_parameterisations import random_mlp
 from tests.instances import instance
 
-POLICIES = {"none": NoStopGradient(), "teacher": TeacherStopGradient(), "full": FullStopGradient()}
+POLICIES = {
+    "none": NoStopGradient(),
+    "teacher": TeacherStopGradient(),
+    "full": FullStopGradient(),
+    "mean_velocity": MeanVelocityStopGradient(),
+}
 
 
 def setup(seed=0, n=16):
@@ -58,6 +68,24 @@ def esd_by_hand(X, inp, stop, stop_transport):
     return (ds + maybe(transport, stop_transport)).pow(2).mean()
 
 
+def lsd_mean_velocity_by_hand(X, inp):
+    """Only V carries gradient: |V + (t - s) sg(d/dt V) - sg v(sg X)|^2."""
+    xs = (1 - inp.s)[:, None] * inp.x0 + inp.s[:, None] * inp.x1
+    V, dV = torch.func.jvp(lambda t: X.mean_velocity(xs, inp.s, t), (inp.t,), (torch.ones_like(inp.t),))
+    gap = (inp.t - inp.s)[:, None]
+    target = X.velocity((xs + gap * V).detach(), inp.t).detach()
+    return (V + gap * dV.detach() - target).pow(2).mean()
+
+
+def esd_mean_velocity_by_hand(X, inp):
+    """MeanFlow's form: |V - sg(v + (t - s)(d/ds V + grad V . v))|^2, v the model's own."""
+    xs = (1 - inp.s)[:, None] * inp.x0 + inp.s[:, None] * inp.x1
+    v = X.velocity(xs, inp.s).detach()
+    V, dV = torch.func.jvp(lambda x, s: X.mean_velocity(x, s, inp.t), (xs, inp.s), (v, torch.ones_like(inp.s)))
+    target = (v + (inp.t - inp.s)[:, None] * dV).detach()
+    return (V - target).pow(2).mean()
+
+
 def psd_by_hand(X, inp, stop):
     xs = (1 - inp.s)[:, None] * inp.x0 + inp.s[:, None] * inp.x1
     u = (inp.s + inp.t) / 2
@@ -74,6 +102,9 @@ CASES = {
     ("esd", "none"): lambda X, inp: esd_by_hand(X, inp, stop=False, stop_transport=False),
     ("esd", "teacher"): lambda X, inp: esd_by_hand(X, inp, stop=True, stop_transport=False),
     ("esd", "full"): lambda X, inp: esd_by_hand(X, inp, stop=True, stop_transport=True),
+    ("lsd", "mean_velocity"): lsd_mean_velocity_by_hand,
+    ("esd", "mean_velocity"): esd_mean_velocity_by_hand,
+    ("psd", "mean_velocity"): lambda X, inp: psd_by_hand(X, inp, stop=True),
     ("psd", "none"): lambda X, inp: psd_by_hand(X, inp, stop=False),
     ("psd", "teacher"): lambda X, inp: psd_by_hand(X, inp, stop=True),
     ("psd", "full"): lambda X, inp: psd_by_hand(X, inp, stop=True),
@@ -97,6 +128,8 @@ def test_policies_change_the_gradient(objective):
         for name, policy in POLICIES.items()
     }
     assert not torch.allclose(grads["none"], grads["teacher"])
+    if objective != "psd":
+        assert not torch.allclose(grads["full"], grads["mean_velocity"])
     if objective == "esd":
         assert not torch.allclose(grads["teacher"], grads["full"])
 

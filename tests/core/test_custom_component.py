@@ -1,9 +1,9 @@
 """A component written outside the package joins a family, is selected by gin, and is checked."""
 
+import gin
 import pytest
 from hypothesis import given
 
-import gin
 from flowmap_core import registry, testing
 from tests.custom.quadratic_interpolant import Quadratic
 

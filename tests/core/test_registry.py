@@ -1,9 +1,9 @@
 """The registry: families, registration, unknown and duplicate names, the listing."""
 
 import attrs
+import gin
 import pytest
 
-import gin
 from flowmap_core import registry
 from flowmap_core.registry import RegistryError
 

@@ -1,0 +1,3 @@
+"""Optimisers (family `optimizer`)."""
+
+from components.optimizers import torch_optimizers  # noqa: F401

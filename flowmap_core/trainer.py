@@ -1,0 +1,453 @@
+"""One generic training loop: it knows no method, dataset or network; gin supplies them.
+
+A run is described by a `TrainSpec` (gin name `train`): the components (dataset,
+backbone, parameterisation, interpolant, objective, time sampler, weighting, optimiser,
+learning-rate schedule) and the loop's settings. Each step draws a batch of data, noise
+x0 and times (s, t), evaluates the objective with the online network as student and the
+online network or an EMA as teacher, reduces it with the weighting, and takes one
+optimiser step with gradient clipping. Steps whose loss or gradient is not finite are
+skipped and counted; too many in a row stop the run with the last good checkpoint intact.
+
+The run directory receives `config.gin` (the full config, at start),
+`operative_config.gin` (what was used, after the first step), `metrics.jsonl` and
+`checkpoints/` (see `flowmap_core.checkpoint`). Only rank 0 writes.
+"""
+
+import difflib
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import gin
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from flowmap_core import checkpoint as ckpt
+from flowmap_core import distributed
+from flowmap_core.ema import EMA
+from flowmap_core.errors import FlowmapError
+from flowmap_core.flow_map import FlowMap
+from flowmap_core.protocols import (
+    Batch,
+    Dataset,
+    Interpolant,
+    LRSchedule,
+    Objective,
+    ObjectiveInput,
+    Parameterisation,
+    Teacher,
+    TimeSample,
+    TimeSampler,
+    Weighting,
+)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainingError(FlowmapError, RuntimeError):
+    """The run cannot go on (bad configuration, a run directory that does not match, ...)."""
+
+
+class Interrupted(RuntimeError):
+    """Training was interrupted (SIGINT / SIGTERM) after a checkpoint was written."""
+
+    def __init__(self, step: int, run_dir: Path | None):
+        self.step = step
+        self.run_dir = run_dir
+        where = f" --run-dir {run_dir}" if run_dir else ""
+        super().__init__(
+            f"interrupted at step {step}; a checkpoint was written. Resume with: flowmap train --resume{where}"
+        )
+
+
+def _not_required(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is gin.REQUIRED:
+        raise TrainingError(f"train.{attribute.name} is required: bind it in a gin file or with --gin")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value is not gin.REQUIRED and value <= 0:
+        raise TrainingError(f"train.{attribute.name} must be positive, got {value}")
+
+
+@gin.register("train")
+@attrs.frozen(kw_only=True)
+class TrainSpec:
+    """Everything a run needs: bound in gin as `train.<field>`.
+
+    `backbone` and `optimizer` are factories (`@backbone.mlp`, `@optimizer.adam`, no
+    parentheses): the trainer builds them for the data shape and the parameters.
+    `teacher` picks the network that supplies self-distillation targets (the online
+    weights, the paper's choice, or an EMA). `steps` defines the run, not wall time,
+    so a run is reproducible.
+    """
+
+    dataset: Dataset = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    backbone: Callable[..., nn.Module] = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    parameterisation: Parameterisation = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    interpolant: Interpolant = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    objective: Objective = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    time_sampler: TimeSampler = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    weighting: Weighting = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    optimizer: Callable[..., torch.optim.Optimizer] = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
+    batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
+    grad_clip: float | None = None
+    ema_rates: tuple[float, ...] = attrs.field(default=(0.999,), converter=tuple)
+    ema_warmup: bool = True
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
+    log_every: int = attrs.field(default=100, validator=_positive)
+    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
+    keep_checkpoints: int = attrs.field(default=3, validator=_positive)
+    max_consecutive_skips: int = attrs.field(default=50, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+@attrs.frozen
+class StepInput:
+    """The random draws of one step: data, noise and times."""
+
+    batch: Batch
+    x0: torch.Tensor
+    times: TimeSample
+
+
+@attrs.frozen
+class StepResult:
+    """What one step did: its loss, named terms, gradient norm, and whether it was skipped."""
+
+    loss: float
+    terms: dict[str, float]
+    grad_norm: float
+    skipped: bool
+
+
+class Trainer:
+    """Runs a `TrainSpec`, optionally in a run directory, on one process or under torchrun."""
+
+    def __init__(
+        self,
+        spec: TrainSpec,
+        run_dir: Path | str | None = None,
+        *,
+        context: distributed.Context | None = None,
+        resume: bool = False,
+        force: bool = False,
+        progress: bool = True,
+    ):
+        self.spec = spec
+        self.context = context or distributed.Context(device=distributed.resolve_device(spec.device))
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress and self.context.is_main
+        self.device = self.context.device
+        self.dtype = DTYPES[spec.dtype]
+        if spec.batch_size % self.context.world_size:
+            raise TrainingError(
+                f"train.batch_size = {spec.batch_size} must divide evenly among {self.context.world_size} processes"
+            )
+        self.local_batch = spec.batch_size // self.context.world_size
+
+        torch.manual_seed(spec.seed)
+        self.net = spec.backbone(data_shape=tuple(spec.dataset.data_shape), heads=spec.parameterisation.heads)
+        self.net.to(device=self.device, dtype=self.dtype)
+        self.modules = nn.ModuleDict({"net": self.net})
+        if isinstance(spec.weighting, nn.Module):
+            self.modules["weighting"] = spec.weighting.to(device=self.device, dtype=self.dtype)
+        distributed.broadcast_parameters(self.modules, self.context)
+        self.parameters = [p for p in self.modules.parameters() if p.requires_grad]
+        self.optimizer = spec.optimizer(self.parameters)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.ema = EMA(self.net, spec.ema_rates, warmup=spec.ema_warmup)
+        try:
+            self.teacher = spec.teacher.flow_map(self.flow_map(), self.ema.nets)
+        except ValueError as error:
+            raise TrainingError(str(error)) from error
+
+        stream = spec.seed * 1_000_003 + self.context.rank
+        self.host_generator = torch.Generator().manual_seed(stream)
+        self.device_generator = torch.Generator(device=self.device).manual_seed(stream + 7919)
+        self.step = 0
+        self.skipped = 0
+        self.consecutive_skips = 0
+        self.elapsed = 0.0
+        self._stop_signal: int | None = None
+
+        if self.run_dir is not None:
+            self._prepare_run_dir(resume=resume, force=force)
+
+    # ------------------------------------------------------------------ the step
+
+    def flow_map(self, net: nn.Module | None = None) -> FlowMap:
+        """The flow map of `net` (default: the online network) under the run's parameterisation."""
+        return FlowMap(net=self.net if net is None else net, parameterisation=self.spec.parameterisation)
+
+    def draw(self) -> StepInput:
+        """Data, noise and times for the next step, from this rank's generators."""
+        n = self.local_batch
+        batch = self.spec.dataset.sample(n, generator=self.host_generator, device=self.device, dtype=self.dtype)
+        x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
+        times = self.spec.time_sampler(
+            n, step=self.step, generator=self.host_generator, device=self.device, dtype=self.dtype
+        )
+        return StepInput(batch=batch, x0=x0, times=times)
+
+    def loss(self, inputs: StepInput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted objective for one step's inputs, and its named terms."""
+        inp = ObjectiveInput(
+            x0=inputs.x0,
+            x1=inputs.batch.x1,
+            s=inputs.times.s,
+            t=inputs.times.t,
+            interpolant=self.spec.interpolant,
+            student=self.flow_map(),
+            teacher=self.teacher,
+            n_diagonal=inputs.times.n_diagonal,
+            generator=self.device_generator,
+        )
+        out = self.spec.objective(inp)
+        return self.spec.weighting(out.per_example, inputs.times.s, inputs.times.t), dict(out.terms)
+
+    def optimise(self, inputs: StepInput) -> StepResult:
+        """One optimisation step on `inputs`; skipped (no update) if anything is non-finite."""
+        loss, terms = self.loss(inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(self.parameters, self.context)
+        clip = self.spec.grad_clip if self.spec.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, clip))
+        loss_value = float(loss.detach())
+        finite = distributed.all_true(math.isfinite(loss_value) and math.isfinite(grad_norm), self.context)
+        values = {name: float(value) for name, value in terms.items()}
+        if finite:
+            multiplier = self.spec.lr_schedule(self.step, self.spec.steps)
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * multiplier
+            self.optimizer.step()
+            self.ema.update(self.net)
+            self.consecutive_skips = 0
+        else:
+            self.skipped += 1
+            self.consecutive_skips += 1
+        self.step += 1
+        return StepResult(loss=loss_value, terms=values, grad_norm=grad_norm, skipped=not finite)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, until: int | None = None) -> None:
+        """Train until step `until` (default: the end, `spec.steps`), logging and checkpointing.
+
+        Stopping early writes a checkpoint, so a later `fit` (or `--resume`) continues
+        the same run. SIGINT or SIGTERM (preemption) lets the current step finish,
+        writes a checkpoint and raises `Interrupted`; a second SIGINT stops at once.
+        """
+        spec = self.spec
+        until = spec.steps if until is None else min(until, spec.steps)
+        bar = tqdm(total=spec.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        window = _Window()
+        started = time.perf_counter() - self.elapsed
+        with self._stop_signals_finish_the_step():
+            try:
+                while self.step < until:
+                    result = self.optimise(self.draw())
+                    self.elapsed = time.perf_counter() - started
+                    window.add(result)
+                    bar.update(1)
+                    if self.step == 1:
+                        self._write_text("operative_config.gin", gin.operative_config_str())
+                    if result.skipped:
+                        self._on_skip(result)
+                    if self.step % spec.log_every == 0 or self.step == spec.steps:
+                        record = window.flush(self.step, self.elapsed, self.skipped, self.optimizer)
+                        bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped)
+                        self._append_metrics(record)
+                    stop = not distributed.all_true(self._stop_signal is None, self.context)
+                    if self.step % spec.checkpoint_every == 0 or self.step == until or stop:
+                        self.save()
+                    if stop:
+                        raise Interrupted(self.step, self.run_dir)
+            finally:
+                bar.close()
+
+    def _on_skip(self, result: StepResult) -> None:
+        bad = [name for name, value in result.terms.items() if not math.isfinite(value)]
+        what = f"objective terms {', '.join(bad)}" if bad else ("the loss" if not math.isfinite(result.loss) else "")
+        what = what or "the gradient"
+        self._log(f"step {self.step}: skipped, {what} not finite ({self.consecutive_skips} in a row)")
+        if self.consecutive_skips >= self.spec.max_consecutive_skips:
+            raise TrainingError(
+                f"{self.consecutive_skips} consecutive steps had a non-finite loss or gradient ({what}); "
+                f"stopping at step {self.step}. The last good checkpoint is intact"
+                + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else "")
+                + ". Lower the learning rate, clip gradients (train.grad_clip) or change the stop-gradient policy."
+            )
+
+    @contextmanager
+    def _stop_signals_finish_the_step(self) -> Iterator[None]:
+        """While training, SIGINT and SIGTERM set a flag the loop reads after each step."""
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_signal == signal.SIGINT and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            self._stop_signal = signum
+
+        try:
+            previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # ----------------------------------------------------------- state and files
+
+    def state(self) -> ckpt.Checkpoint:
+        """The run's full state, as a checkpoint."""
+        ema = {f"{name}/{k}": v for name, net in self.ema.named().items() for k, v in net.state_dict().items()}
+        rng = {"host": self.host_generator.get_state(), "device": self.device_generator.get_state()}
+        rng["torch"] = torch.get_rng_state()
+        state = {
+            "step": self.step,
+            "skipped": self.skipped,
+            "consecutive_skips": self.consecutive_skips,
+            "ema_updates": self.ema.updates,
+            "elapsed_s": self.elapsed,
+            "world_size": self.context.world_size,
+        }
+        return ckpt.Checkpoint(
+            model=self.modules.state_dict(), ema=ema, optimizer=self.optimizer.state_dict(), rng=rng, state=state
+        )
+
+    def restore(self, found: ckpt.Checkpoint) -> None:
+        """Continue from a checkpoint: weights, EMA, optimiser, generators and counters."""
+        saved_world = found.state.get("world_size", 1)
+        if saved_world != self.context.world_size:
+            raise TrainingError(
+                f"the checkpoint was written by {saved_world} processes, this run has {self.context.world_size}; "
+                "exact resume needs the same number (each rank has its own data stream)"
+            )
+        ckpt.load_weights(self.modules, found.model, "model")
+        for name, net in self.ema.named().items():
+            ckpt.load_weights(net, ckpt.prefixed(found.ema, name), name)
+        self.optimizer.load_state_dict(found.optimizer)
+        self.host_generator.set_state(found.rng["host"])
+        self.device_generator.set_state(found.rng["device"])
+        torch.set_rng_state(found.rng["torch"])
+        self.step = found.state["step"]
+        self.skipped = found.state["skipped"]
+        self.consecutive_skips = found.state["consecutive_skips"]
+        self.ema.updates = found.state["ema_updates"]
+        self.elapsed = found.state["elapsed_s"]
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0, with a run directory)."""
+        if self.run_dir is None or not self.context.is_main:
+            return None
+        return ckpt.save(self.run_dir / "checkpoints", self.step, self.state(), keep=self.spec.keep_checkpoints)
+
+    def ema_nets(self) -> dict[str, nn.Module]:
+        """{'ema_0.999': net, ...}"""
+        return self.ema.named()
+
+    def _prepare_run_dir(self, *, resume: bool, force: bool) -> None:
+        assert self.run_dir is not None
+        config = gin.config_str()
+        config_file = self.run_dir / "config.gin"
+        found = ckpt.latest(self.run_dir / "checkpoints", device=self.device)
+        if resume:
+            if found is None:
+                raise TrainingError(f"nothing to resume in {self.run_dir}: no complete checkpoint under checkpoints/")
+            if config_file.is_file() and not force:
+                changes = config_changes(config_file.read_text(), config)
+                if changes:
+                    raise TrainingError(
+                        f"the config differs from the one {self.run_dir} was started with; resume with --force "
+                        "to accept the change:\n" + "\n".join(changes)
+                    )
+            for reason in found.passed_over:
+                self._log(f"passed over an unreadable checkpoint: {reason}")
+            self.restore(found.checkpoint)
+            self._log(f"resuming from {found.path} (step {self.step})")
+        elif found is not None and not force:
+            raise TrainingError(
+                f"{self.run_dir} already holds a run (checkpoint at step {found.checkpoint.state['step']}); "
+                "use --resume to continue it, or another --run-dir"
+            )
+        if self.context.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume or not config_file.is_file():
+                config_file.write_text(config)
+
+    def _write_text(self, name: str, text: str) -> None:
+        if self.run_dir is not None and self.context.is_main:
+            (self.run_dir / name).write_text(text)
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        if self.run_dir is not None and self.context.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _log(self, message: str) -> None:
+        if self.context.is_main:
+            tqdm.write(f"flowmap: {message}", file=sys.stderr)
+
+
+class _Window:
+    """Running means of the logged quantities between two log lines."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.sums: dict[str, float] = {}
+        self.since = time.perf_counter()
+
+    def add(self, result: StepResult) -> None:
+        if result.skipped:
+            return
+        self.count += 1
+        for name, value in {"loss": result.loss, "grad_norm": result.grad_norm, **result.terms}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+
+    def flush(self, step: int, elapsed: float, skipped: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.since
+        record: dict[str, Any] = {"step": step}
+        record.update({name: total / max(self.count, 1) for name, total in self.sums.items()})
+        record.setdefault("loss", float("nan"))
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        record["skipped_total"] = skipped
+        record["steps_per_s"] = self.count / seconds if seconds > 0 else float("nan")
+        record["elapsed_s"] = elapsed
+        self.reset()
+        return record
+
+
+def config_changes(before: str, after: str) -> list[str]:
+    """Binding lines that differ between two gin configs (comments and blank lines ignored)."""
+
+    def lines(text: str) -> list[str]:
+        return [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+    return [
+        ln
+        for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
+        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]

@@ -1,0 +1,83 @@
+"""The `flowmap` command: listing, sampling, evaluation, and one-line errors for bad input."""
+
+import numpy as np
+import pytest
+
+from flowmap_core import cli, config, registry
+
+SMOKE = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
+
+
+def error_of(capsys, argv):
+    assert cli.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_components_lists_every_family(capsys):
+    assert cli.main(["components"]) == 0
+    out = capsys.readouterr().out
+    for family in registry.families():
+        assert f"{family.name}:" in out
+    for name in ["lsd", "esd", "psd", "flow_matching", "checkerboard", "histogram_kl", "mlp", "gaussian"]:
+        assert name in out
+
+
+def test_sample_writes_points(smoke_run, tmp_path, capsys):
+    out = tmp_path / "x.npy"
+    assert cli.main(["sample", str(smoke_run), "--steps", "2", "--n", "100", "--out", str(out)]) == 0
+    assert np.load(out).shape == (100, 2)
+    assert "2 network evaluations" in capsys.readouterr().out
+    assert cli.main(["sample", str(smoke_run), "--steps", "4", "--n", "50", "--out", str(out), "--ode", "heun"]) == 0
+    assert np.load(out).shape == (50, 2)
+    assert "8 network evaluations" in capsys.readouterr().out
+
+
+def test_eval_scores_ema_and_online_weights(smoke_run, capsys):
+    assert cli.main(["eval", str(smoke_run), "--gin", "evaluate.num_samples = 2000"]) == 0
+    out = capsys.readouterr().out
+    assert "| ema_0.999 |" in out and "| online |" in out and "noise floor" in out
+
+
+def test_unknown_component_lists_the_known_ones(capsys, tmp_path):
+    err = error_of(capsys, ["train", SMOKE, "--run-dir", str(tmp_path), "--gin", "train.objective = @objective.lsdd()"])
+    assert "@objective.lsdd()" in err
+    assert "known objective names: esd, flow_matching, lsd, psd, split, weighted_sum" in err
+
+
+def test_missing_binding_is_named(capsys, tmp_path):
+    err = error_of(capsys, ["train", "base/train.gin", "--run-dir", str(tmp_path)])
+    assert "Required bindings for `train` not provided" in err and "'dataset'" in err
+
+
+def test_binding_for_a_missing_parameter(capsys, tmp_path):
+    err = error_of(capsys, ["train", SMOKE, "--run-dir", str(tmp_path), "--gin", "train.stepz = 3"])
+    assert "doesn't have a parameter named 'stepz'" in err
+
+
+def test_malformed_gin_file_names_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "bad.gin"
+    bad.write_text("include 'base/train.gin'\n\ntrain.steps = (3\n")
+    err = error_of(capsys, ["train", str(bad), "--run-dir", str(tmp_path / "run")])
+    assert str(bad) in err and "line" in err and "malformed" in err
+
+
+def test_bad_argument_value_is_one_line(capsys, tmp_path):
+    psd = str(config.GIN_DIR / "smoke" / "checkerboard_psd_m.gin")
+    err = error_of(capsys, ["train", psd, "--run-dir", str(tmp_path), "--gin", "objective.psd.h = 2.0"])
+    assert "PSD.h must be in (0, 1)" in err
+
+
+def test_missing_config_file(capsys):
+    err = error_of(capsys, ["train", "nowhere.gin"])
+    assert "config file 'nowhere.gin' not found" in err
+
+
+def test_resume_needs_a_run_dir(capsys):
+    assert "--resume needs --run-dir" in error_of(capsys, ["train", "--resume"])
+
+
+@pytest.mark.parametrize(
+    "command", [["sample", "/nonexistent", "--steps", "1", "--n", "1", "--out", "x.npy"], ["eval", "/nonexistent"]]
+)
+def test_not_a_run_directory(capsys, command):
+    assert "is not a run directory" in error_of(capsys, command)

@@ -1,0 +1,38 @@
+"""Every .gin file in the repository parses and builds a trainer (zero steps).
+
+Experiments and smoke files are complete on their own. A base, dataset or method file
+is parsed after the other parts it needs (so its own bindings win) and built with them.
+"""
+
+import pytest
+
+from flowmap_core import config, runs
+from flowmap_core.trainer import Trainer
+
+ALL = sorted(config.GIN_DIR.rglob("*.gin"))
+PARTS = {"base": "base/train.gin", "datasets": "datasets/checkerboard.gin", "methods": "methods/lsd.gin"}
+
+
+def complements(path):
+    """The files to parse before `path` so that the result is a complete config."""
+    folder = path.relative_to(config.GIN_DIR).parts[0]
+    if folder not in PARTS:
+        return []
+    return [part for name, part in PARTS.items() if name != folder]
+
+
+def test_there_are_configs_for_every_method_and_dataset():
+    names = {p.relative_to(config.GIN_DIR).as_posix() for p in ALL}
+    for method in ["fm", "lsd", "esd", "psd_m", "psd_u"]:
+        assert f"methods/{method}.gin" in names
+        assert f"experiments/checkerboard_{method}.gin" in names
+        assert f"smoke/checkerboard_{method}.gin" in names
+    assert {"datasets/checkerboard.gin", "datasets/gaussian_mixture.gin"} <= names
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.relative_to(config.GIN_DIR).as_posix())
+def test_gin_file_parses_and_builds(path):
+    config.parse([*complements(path), path])
+    trainer = Trainer(runs.build_spec(), progress=False)
+    assert trainer.step == 0
+    runs.build_eval_spec()

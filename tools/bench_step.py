@@ -1,0 +1,154 @@
+"""Time a training step: each objective against flow matching, and the framework's tax.
+
+    python tools/bench_step.py [--steps 60] [--rounds 5] [--config experiments/checkerboard_lsd.gin]
+
+Two tables, both measured in this one process, so machine load cancels in the ratios:
+
+1. step cost of each method's experiment (`gin/experiments/checkerboard_<method>.gin`)
+   relative to the flow-matching step at the same batch and network;
+2. the framework tax: the gin-wired `Trainer.optimise(Trainer.draw())` of `--config`
+   against a minimal hand-written loop doing the same math (same network module,
+   same data and time sampling, flow matching on half the batch, LSD with a frozen
+   teacher on the other half, Adam, gradient clipping, cosine schedule, EMA). Before
+   timing, both compute the loss on identical inputs to show they agree.
+
+Timings interleave the contenders in rounds and report the median step time of each.
+"""
+
+import argparse
+import copy
+import math
+import statistics
+import time
+
+import torch
+
+from flowmap_core import config, runs
+from flowmap_core.protocols import Batch, TimeSample
+from flowmap_core.trainer import StepInput, Trainer
+
+METHODS = ["fm", "lsd", "esd", "psd_m", "psd_u"]
+
+
+def build(config_file: str, bindings: list[str]) -> Trainer:
+    config.parse([config_file], bindings)
+    return Trainer(runs.build_spec(), progress=False)
+
+
+class MinimalLoop:
+    """The LSD experiment's step written by hand, without the framework's abstractions."""
+
+    def __init__(self, trainer: Trainer):
+        spec = trainer.spec
+        self.net = copy.deepcopy(trainer.net)
+        self.ema = copy.deepcopy(trainer.net).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=trainer.base_lrs[0])
+        self.base_lr = trainer.base_lrs[0]
+        self.batch, self.steps, self.clip = spec.batch_size, spec.steps, spec.grad_clip
+        self.rate = spec.ema_rates[0]
+        self.generator = torch.Generator().manual_seed(0)
+        self.step = 0
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, g = self.batch, self.generator
+        a = 4 * torch.rand(n, generator=g) - 2
+        b = torch.rand(n, generator=g) - 2 * torch.randint(0, 2, (n,), generator=g) + torch.floor(a) % 2
+        x1 = 2 * torch.stack([a, b], dim=1)
+        x0 = torch.randn(n, 2, generator=g)
+        k = n // 2
+        diag = torch.rand(k, generator=g)
+        mass = torch.rand(n - k, generator=g)
+        gap = 1 - torch.sqrt(1 - mass)
+        s_off = torch.rand(n - k, generator=g) * (1 - gap)
+        return x0, x1, torch.cat([diag, s_off]), torch.cat([diag, s_off + gap])
+
+    def X(self, net, x, s, t):
+        return x + (t - s)[:, None] * net(x, s, t)[:, 0]
+
+    def loss(self, x0, x1, s, t) -> torch.Tensor:
+        k = self.batch // 2
+        td = t[:k]
+        xt = (1 - td)[:, None] * x0[:k] + td[:, None] * x1[:k]
+        fm = (self.net(xt, td, td)[:, 0] - (x1[:k] - x0[:k])).pow(2).mean(1)
+        s_, t_ = s[k:], t[k:]
+        xs = (1 - s_)[:, None] * x0[k:] + s_[:, None] * x1[k:]
+        Xst, dX = torch.func.jvp(lambda tau: self.X(self.net, xs, s_, tau), (t_,), (torch.ones_like(t_),))
+        with torch.no_grad():
+            target = self.net(Xst, t_, t_)[:, 0]
+        lsd = (dX - target).pow(2).mean(1)
+        return torch.cat([fm, lsd]).mean()
+
+    def optimise(self, inputs) -> float:
+        loss = self.loss(*inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
+        value = float(loss.detach())
+        if math.isfinite(value) and math.isfinite(float(norm)):
+            lr = self.base_lr * 0.5 * (1 + math.cos(math.pi * min(self.step / self.steps, 1.0)))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+            rate = min(self.rate, (1 + self.step) / (10 + self.step))
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1 - rate)
+        self.step += 1
+        return value
+
+
+def median_step_times(contenders: dict[str, callable], steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per step of each contender, timed in interleaved rounds."""
+    times = {name: [] for name in contenders}
+    for step in contenders.values():  # warm-up
+        for _ in range(5):
+            step()
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="steps per timing round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--config", default="experiments/checkerboard_lsd.gin", help="config for the framework tax")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    trainers = {m: build(f"experiments/checkerboard_{m}.gin", []) for m in METHODS}
+    per_method = median_step_times(
+        {m: (lambda t=t: t.optimise(t.draw())) for m, t in trainers.items()}, args.steps, args.rounds
+    )
+    spec = trainers["fm"].spec
+    print(
+        f"Step cost against flow matching (batch {spec.batch_size}, {type(trainers['fm'].net).__name__}, "
+        f"{sum(p.numel() for p in trainers['fm'].net.parameters()):,} parameters, "
+        f"{torch.get_num_threads()} threads)\n"
+    )
+    print("| method | ms / step | ratio to FM |\n|---|---|---|")
+    for m in METHODS:
+        print(f"| {m} | {1e3 * per_method[m]:.1f} | {per_method[m] / per_method['fm']:.2f} |")
+
+    framework = build(args.config, [])
+    minimal = MinimalLoop(framework)
+    x0, x1, s, t = minimal.draw()
+    probe = StepInput(batch=Batch(x1=x1), x0=x0, times=TimeSample(s=s, t=t, n_diagonal=len(s) // 2))
+    ours = float(framework.loss(probe)[0])
+    theirs = float(minimal.loss(x0, x1, s, t))
+    print(f"\nSame math: framework loss {ours:.6f}, minimal loop {theirs:.6f} on identical inputs")
+    contenders = {
+        "framework": lambda: framework.optimise(framework.draw()),
+        "minimal": lambda: minimal.optimise(minimal.draw()),
+    }
+    tax = median_step_times(contenders, args.steps, args.rounds)
+    print("\n| loop | ms / step |\n|---|---|")
+    for name, seconds in tax.items():
+        print(f"| {name} | {1e3 * seconds:.2f} |")
+    print(f"\nFramework tax ({args.config}): {tax['framework'] / tax['minimal']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ Importing this package registers all built-in components (with the registry and 
 
 from components import (  # noqa: F401
     backbones,
+    conditioning,
     datasets,
     exact,
     interpolants,
@@ -13,6 +14,7 @@ from components import (  # noqa: F401
     objectives,
     optimizers,
     parameterisations,
+    samplers,
     stopgrad,
     teachers,
     time_samplers,

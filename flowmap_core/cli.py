@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="output .npy file")
     sample.add_argument("--weights", default=None, help="ema_<rate> or online (default: the first EMA)")
     sample.add_argument("--ode", default=None, help="integrate b_t = v_{t,t} with euler, heun, rk4 or dopri5 instead")
+    sample.add_argument("--label", type=int, default=None, help="class to sample (conditional runs)")
+    sample.add_argument("--guidance", type=float, default=1.0, help="guidance scale w (guided runs)")
     sample.add_argument("--seed", type=int, default=0)
 
     evaluate = sub.add_parser("eval", help="score a run at 1, 2, 4, 8, 16 steps (EMA and online weights)")
@@ -81,10 +83,7 @@ def _components(args: argparse.Namespace, imports: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, imports: list[str]) -> int:
-    import torch
-
     from flowmap_core import config, distributed, report, runs
-    from flowmap_core.evaluation import evaluate
     from flowmap_core.trainer import Interrupted, Trainer, TrainingError
 
     if args.resume and args.run_dir is None:
@@ -112,14 +111,15 @@ def _train(args: argparse.Namespace, imports: list[str]) -> int:
             return 130
         if context.is_main and not args.no_eval:
             eval_spec = runs.build_eval_spec()
-            with torch.no_grad():
-                headline = runs.flow_maps(trainer, [runs.headline_weights(trainer)])
-                result = evaluate(eval_spec, headline, spec.dataset, device=trainer.device, dtype=trainer.dtype)
-            path = report.write(run_dir, trainer, result, spec.dataset)
+            result = runs.evaluate_run(trainer, eval_spec, [runs.headline_weights(trainer)])
+            guided = runs.evaluate_guided_run(trainer, eval_spec)
+            path = report.write(run_dir, trainer, result, spec.dataset, guided)
             print(result.table())
+            if guided is not None:
+                print(guided.table())
             print(f"flowmap: report written to {path}", file=sys.stderr)
     finally:
-        distributed.teardown(context)
+        distributed.teardown(context, completed=sys.exc_info()[0] is None)
     return 0
 
 
@@ -141,11 +141,15 @@ def _sample(args: argparse.Namespace, imports: list[str]) -> int:
     trainer = runs.open_run(args.run_dir, imports=imports)
     weights = args.weights or runs.headline_weights(trainer)
     X = runs.flow_maps(trainer, [weights])[weights]
-    generator = torch.Generator().manual_seed(args.seed)
-    x0 = torch.randn((args.n, *trainer.spec.dataset.data_shape), generator=generator)
-    x0 = x0.to(device=trainer.device, dtype=trainer.dtype)
+    if args.label is not None or args.guidance != 1.0:
+        label = -1 if args.label is None else args.label
+        X = X.with_cond(**trainer.spec.conditioning.given(label, args.guidance))
+    generator = torch.Generator(device=trainer.device).manual_seed(args.seed)
+    shape = (args.n, *trainer.spec.dataset.data_shape)
+    x0 = torch.randn(shape, generator=generator, device=trainer.device, dtype=trainer.dtype)
     if args.ode is None:
-        out = sampling.flow_map_sample(X, x0, steps=args.steps)
+        sampler = runs.build_eval_spec().sampler
+        out = sampler(X, x0, args.steps, interpolant=trainer.spec.interpolant, generator=generator)
     else:
         out = sampling.ode_sample(X.velocity, x0, solver=args.ode, steps=None if args.ode == "dopri5" else args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,18 +160,16 @@ def _sample(args: argparse.Namespace, imports: list[str]) -> int:
 
 def _eval(args: argparse.Namespace, imports: list[str]) -> int:
     from flowmap_core import runs
-    from flowmap_core.evaluation import evaluate
 
     trainer = runs.open_run(args.run_dir, bindings=args.gin, imports=imports)
-    result = evaluate(
-        runs.build_eval_spec(),
-        runs.flow_maps(trainer),
-        trainer.spec.dataset,
-        device=trainer.device,
-        dtype=trainer.dtype,
-    )
+    spec = runs.build_eval_spec()
+    result = runs.evaluate_run(trainer, spec)
+    guided = runs.evaluate_guided_run(trainer, spec)
     print(f"{result.metric} of {args.run_dir} at step {trainer.step:,} ({result.num_samples:,} samples)")
     print(result.table())
+    if guided is not None:
+        print(f"\nclass-conditional {guided.metric} per guidance scale (mean over classes)")
+        print(guided.table())
     return 0
 
 

@@ -8,7 +8,8 @@ import importlib
 import logging
 import re
 import tokenize
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import gin
@@ -99,3 +100,33 @@ def explain(message: str, where: str) -> str:
         else:
             text += "\ncomponents are referenced as @family.name; families: " + ", ".join(known)
     return text
+
+
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Parse and build another config inside, leaving the current gin state as it was.
+
+    For components that open another run (a pretrained teacher): gin's state is
+    global, so its bindings, imports and operative record are saved and restored.
+    """
+    state = gin.config
+    saved = (
+        {key: dict(value) for key, value in state._CONFIG.items()},
+        set(state._IMPORTS),
+        dict(state._OPERATIVE_CONFIG),
+        dict(state._SINGLETONS),
+        state._CONFIG_IS_LOCKED,
+    )
+    try:
+        yield
+    finally:
+        config, imports, operative, singletons, locked = saved
+        state._CONFIG.clear()
+        state._CONFIG.update(config)
+        state._IMPORTS.clear()
+        state._IMPORTS.update(imports)
+        state._OPERATIVE_CONFIG.clear()
+        state._OPERATIVE_CONFIG.update(operative)
+        state._SINGLETONS.clear()
+        state._SINGLETONS.update(singletons)
+        state._set_config_is_locked(locked)

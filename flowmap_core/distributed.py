@@ -61,10 +61,13 @@ def setup(device: str = "auto") -> Context:
     return Context(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
 
-def teardown(context: Context) -> None:
-    """Leave the process group cleanly: barrier, then destroy it."""
+def teardown(context: Context, completed: bool = True) -> None:
+    """Leave the process group: after a completed run, barrier then destroy it (so no
+    process exits while another still talks to it); after an error, destroy it at once
+    (a barrier would wait for ranks that may never arrive)."""
     if context.distributed and dist.is_initialized():
-        dist.barrier()
+        if completed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

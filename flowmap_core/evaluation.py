@@ -12,8 +12,15 @@ import gin
 import torch
 
 from flowmap_core.flow_map import FlowMap
-from flowmap_core.protocols import Dataset, Metric
-from flowmap_core.sampling import flow_map_sample
+from flowmap_core.protocols import (
+    Batch,
+    Conditioning,
+    Dataset,
+    Interpolant,
+    LabelledDensityDataset,
+    Metric,
+    Sampler,
+)
 
 
 @gin.register("evaluate")
@@ -22,17 +29,31 @@ class EvalSpec:
     """How runs are scored (gin `evaluate.<field>`): the metric, step counts, sample size."""
 
     metric: Metric = gin.REQUIRED
+    sampler: Sampler = gin.REQUIRED
     step_counts: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8, 16), converter=tuple)
     num_samples: int = 200_000
     chunk: int = 50_000
     plot_samples: int = 20_000
     seed: int = 1234
+    guidance_scales: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+    guidance_samples: int = 40_000
 
     def __attrs_post_init__(self) -> None:
-        if self.metric is gin.REQUIRED:
-            raise ValueError("evaluate.metric is required: bind it in the dataset's gin file")
+        if self.metric is gin.REQUIRED or self.sampler is gin.REQUIRED:
+            missing = [name for name in ("metric", "sampler") if getattr(self, name) is gin.REQUIRED]
+            raise ValueError(f"evaluate.{missing[0]} is required: bind it in a gin file (base/ or datasets/)")
         if not self.step_counts or min(self.step_counts) < 1:
             raise ValueError(f"evaluate.step_counts must be positive integers, got {self.step_counts}")
+
+
+def table_head(first: str, step_counts: tuple[int, ...]) -> str:
+    """The header and rule of a Markdown table with one column per step count."""
+    names = " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in step_counts)
+    return f"| {first} | {names} |\n" + "|---" * (len(step_counts) + 1) + "|"
+
+
+def markdown_row(name: str, values: list[float]) -> str:
+    return f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |"
 
 
 @attrs.frozen
@@ -48,16 +69,20 @@ class EvalResult:
 
     def table(self) -> str:
         """A Markdown table: one row per network, one column per step count, and the floor."""
-        head = "| weights | " + " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in self.step_counts) + " |"
-        rule = "|---" * (len(self.step_counts) + 1) + "|"
-        rows = [
-            f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k in self.step_counts) + " |"
-            for name, row in self.scores.items()
-        ]
-        floor = (
-            "| true samples (noise floor) | " + " | ".join(f"{self.noise_floor:.4f}" for _ in self.step_counts) + " |"
-        )
-        return "\n".join([head, rule, *rows, floor])
+        rows = [markdown_row(name, [row[k] for k in self.step_counts]) for name, row in self.scores.items()]
+        floor = markdown_row("true samples (noise floor)", [self.noise_floor] * len(self.step_counts))
+        return "\n".join([table_head("weights", self.step_counts), *rows, floor])
+
+
+def _sample_all(
+    spec: EvalSpec, X: FlowMap, x0: torch.Tensor, steps: int, interpolant: Interpolant, device: torch.device
+) -> torch.Tensor:
+    noise = torch.Generator(device=device).manual_seed(spec.seed + steps)
+    chunks = [
+        spec.sampler(X, x0_chunk, steps, interpolant=interpolant, generator=noise).x.cpu()
+        for x0_chunk in x0.split(spec.chunk)
+    ]
+    return torch.cat(chunks)
 
 
 @torch.no_grad()
@@ -66,6 +91,7 @@ def evaluate(
     flow_maps: Mapping[str, FlowMap],
     dataset: Dataset,
     *,
+    interpolant: Interpolant,
     device: torch.device,
     dtype: torch.dtype,
 ) -> EvalResult:
@@ -80,8 +106,7 @@ def evaluate(
     for name, X in flow_maps.items():
         scores[name], kept[name] = {}, {}
         for steps in spec.step_counts:
-            chunks = [flow_map_sample(X, x0_chunk, steps=steps).x.cpu() for x0_chunk in x0.split(spec.chunk)]
-            samples = torch.cat(chunks)
+            samples = _sample_all(spec, X, x0, steps, interpolant, device)
             scores[name][steps] = spec.metric(samples, dataset)
             kept[name][steps] = samples[: spec.plot_samples]
     return EvalResult(
@@ -90,5 +115,92 @@ def evaluate(
         scores=scores,
         noise_floor=noise_floor,
         num_samples=spec.num_samples,
+        samples=kept,
+    )
+
+
+@attrs.frozen
+class ClassOf:
+    """One class of a labelled density dataset, as a density dataset of its own."""
+
+    dataset: LabelledDensityDataset
+    label: int
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.dataset.data_shape
+
+    @property
+    def num_classes(self) -> None:
+        return None
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Batch:
+        return self.dataset.class_sample(self.label, n, generator=generator, device=device, dtype=dtype)
+
+    def bin_probabilities(self, edges_x: torch.Tensor, edges_y: torch.Tensor) -> torch.Tensor:
+        return self.dataset.class_bin_probabilities(self.label, edges_x, edges_y)
+
+
+@attrs.frozen
+class GuidedResult:
+    """Class-conditional scores per guidance scale and step count (averaged over classes),
+    the class-conditional noise floor, and labelled samples to plot."""
+
+    metric: str
+    step_counts: tuple[int, ...]
+    scales: tuple[float, ...]
+    scores: dict[float, dict[int, float]]
+    noise_floor: float
+    samples: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]]
+
+    def table(self) -> str:
+        """A Markdown table: one row per guidance scale, one column per step count, and the floor."""
+        rows = [markdown_row(f"{w:g}", [self.scores[w][k] for k in self.step_counts]) for w in self.scales]
+        floor = markdown_row("true class samples (noise floor)", [self.noise_floor] * len(self.step_counts))
+        return "\n".join([table_head("guidance w", self.step_counts), *rows, floor])
+
+
+@torch.no_grad()
+def evaluate_guided(
+    spec: EvalSpec,
+    X: FlowMap,
+    conditioning: Conditioning,
+    dataset: LabelledDensityDataset,
+    *,
+    interpolant: Interpolant,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> GuidedResult:
+    """Sample each class at each guidance scale and step count; score each class against its
+    own density (`dataset.class_bin_probabilities`) and average over classes."""
+    classes = dataset.num_classes
+    per_class = spec.guidance_samples // classes
+    generator = torch.Generator().manual_seed(spec.seed)
+    floors = []
+    for label in range(classes):
+        truth = dataset.class_sample(label, per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
+        floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
+    x0 = torch.randn((per_class, *dataset.data_shape), generator=generator).to(device=device, dtype=dtype)
+    scores: dict[float, dict[int, float]] = {}
+    kept: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+    keep = max(spec.plot_samples // classes, 1)
+    for w in spec.guidance_scales:
+        scores[w], kept[w] = {}, {}
+        for steps in spec.step_counts:
+            values, points, labels = [], [], []
+            for label in range(classes):
+                Xc = X.with_cond(**conditioning.given(label, w))
+                samples = _sample_all(spec, Xc, x0, steps, interpolant, device)
+                values.append(spec.metric(samples, ClassOf(dataset, label)))
+                points.append(samples[:keep])
+                labels.append(torch.full((min(keep, len(samples)),), label))
+            scores[w][steps] = sum(values) / classes
+            kept[w][steps] = (torch.cat(points), torch.cat(labels))
+    return GuidedResult(
+        metric=getattr(spec.metric, "name", type(spec.metric).__name__),
+        step_counts=spec.step_counts,
+        scales=spec.guidance_scales,
+        scores=scores,
+        noise_floor=sum(floors) / classes,
         samples=kept,
     )

@@ -24,7 +24,11 @@ def expand_time(t: Tensor, x: Tensor) -> Tensor:
 
 @attrs.frozen
 class FlowMap:
-    """The flow map of `net` under `parameterisation`, for a batch with conditioning `cond`."""
+    """The flow map of `net` under `parameterisation`, for a batch with conditioning `cond`.
+
+    `cond` holds the network's keyword inputs, one row per example, or 0-dimensional
+    tensors that apply to every example (for sampling: one class, one guidance scale).
+    """
 
     net: Callable[..., Tensor]
     parameterisation: Parameterisation
@@ -38,7 +42,8 @@ class FlowMap:
     @typechecked
     def mean_velocity(self, x: Data, s: Times, t: Times) -> Data:
         """V_{s,t}(x) = (X_{s,t}(x) - x) / (t - s), the velocity of the Euler form."""
-        return self.parameterisation.mean_velocity(self.net, x, s, t, self.cond)
+        cond = {k: v.expand(x.shape[0]) if v.dim() == 0 else v for k, v in self.cond.items()}
+        return self.parameterisation.mean_velocity(self.net, x, s, t, cond)
 
     @typechecked
     def velocity(self, x: Data, t: Times) -> Data:
@@ -47,7 +52,7 @@ class FlowMap:
 
     def rows(self, index: slice) -> "FlowMap":
         """The same map with its conditioning restricted to a range of rows."""
-        return attrs.evolve(self, cond={k: v[index] for k, v in self.cond.items()})
+        return attrs.evolve(self, cond={k: v[index] if v.dim() else v for k, v in self.cond.items()})
 
     def with_cond(self, **cond: Tensor) -> "FlowMap":
         """The same map with other conditioning tensors (one row per example)."""

@@ -64,12 +64,14 @@ class TimeSample:
     """Time pairs for one batch: `s[i]`, `t[i]`; the first `n_diagonal` rows have s = t.
 
     Diagonal rows train the velocity `b_t = V_{t,t}` (flow matching); the others train
-    the map off the diagonal (self-distillation). Generation uses s < t.
+    the map off the diagonal (self-distillation). Generation uses s < t. A sampler may
+    also give an intermediate time `u[i]` between s and t (a discretisation's next point).
     """
 
     s: Tensor
     t: Tensor
     n_diagonal: int
+    u: Tensor | None = None
 
     def __len__(self) -> int:
         return self.s.shape[0]
@@ -113,9 +115,12 @@ class Parameterisation(Protocol):
 
     `heads` is the number of data-shaped outputs the backbone must produce. Every
     parameterisation satisfies X_{t,t} = id and d/dt X_{s,t}|_{t=s} = V_{s,s} by construction.
+    `fixed_t` is None for two-time maps; a single-time map (consistency models) defines
+    only X_{s,fixed_t} and must be trained and sampled at t = fixed_t.
     """
 
     heads: int
+    fixed_t: float | None
 
     def mean_velocity(
         self, net: Callable[..., Tensor], x: Tensor, s: Tensor, t: Tensor, cond: Mapping[str, Tensor]
@@ -160,6 +165,9 @@ class VelocitySource(Protocol):
 
     def at(self, inp: "ObjectiveInput", x: Tensor, t: Tensor, point: InterpolantPoint | None) -> Tensor: ...
 
+    def advance(self, inp: "ObjectiveInput", x: Tensor, s: Tensor, u: Tensor) -> Tensor:
+        """`x` (at time s) carried to time u: along the pair, or by one Euler step."""
+
 
 @attrs.frozen
 class ObjectiveInput:
@@ -179,6 +187,7 @@ class ObjectiveInput:
     student: "FlowMapLike"
     teacher: "FlowMapLike"
     n_diagonal: int = 0
+    u: Tensor | None = None
     generator: torch.Generator | None = None
 
     def __len__(self) -> int:
@@ -193,6 +202,7 @@ class ObjectiveInput:
             x1=self.x1[index],
             s=self.s[index],
             t=self.t[index],
+            u=None if self.u is None else self.u[index],
             student=self.student.rows(index),
             teacher=self.teacher.rows(index),
             n_diagonal=max(0, min(stop, self.n_diagonal) - start),
@@ -209,6 +219,8 @@ class FlowMapLike(Protocol):
     def velocity(self, x: Tensor, t: Tensor) -> Tensor: ...
 
     def rows(self, index: slice) -> "FlowMapLike": ...
+
+    def with_cond(self, **cond: Tensor) -> "FlowMapLike": ...
 
 
 @runtime_checkable
@@ -231,10 +243,18 @@ class Weighting(Protocol):
 
 @runtime_checkable
 class TimeSampler(Protocol):
-    """Draws the (s, t) pairs of a batch; may depend on the training step (annealing)."""
+    """Draws the (s, t) pairs of a batch; may depend on the training step of `total_steps`
+    (annealing, growing discretisations)."""
 
     def __call__(
-        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        *,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> TimeSample: ...
 
 
@@ -261,6 +281,19 @@ class DensityDataset(Dataset, Protocol):
 
 
 @runtime_checkable
+class LabelledDensityDataset(DensityDataset, Protocol):
+    """A 2D density dataset whose classes are known one by one (for class-conditional scores)."""
+
+    def class_bin_probabilities(self, label: int, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        """Exact probability of each bin under class `label` alone."""
+
+    def class_sample(
+        self, label: int, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+    ) -> Batch:
+        """`n` samples of class `label`."""
+
+
+@runtime_checkable
 class Metric(Protocol):
     """Scores samples against a dataset; lower is better."""
 
@@ -279,6 +312,35 @@ class Teacher(Protocol):
     """
 
     def flow_map(self, student: "FlowMapLike", ema: Mapping[float, torch.nn.Module]) -> "FlowMapLike": ...
+
+
+@runtime_checkable
+class Conditioning(Protocol):
+    """What the network is conditioned on, besides (x, s, t): nothing, a class, a guidance scale.
+
+    During training, `__call__` turns a batch into the network's keyword inputs (with
+    label dropout, guidance scales drawn per example, ...). `backbone_options` are the
+    arguments the backbone needs to accept them; `unconditional()` and `given(label, w)`
+    are the inputs for sampling. The label -1 means "no class" (the null token).
+    """
+
+    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]: ...
+
+    def backbone_options(self, dataset: "Dataset") -> dict[str, Any]: ...
+
+    def unconditional(self) -> dict[str, Tensor]: ...
+
+    def given(self, label: int, guidance: float = 1.0) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Turns noise x0 into samples with a trained map in `steps` network-evaluation rounds."""
+
+    def __call__(
+        self, X: "FlowMapLike", x0: Tensor, steps: int, *, interpolant: Interpolant, generator: torch.Generator
+    ) -> Any:
+        """A `flowmap_core.sampling.Samples` record: the points and the NFE they cost."""
 
 
 @runtime_checkable
@@ -315,10 +377,12 @@ declare_family(
 declare_family(
     "parameterisation",
     "how backbone outputs define X_{s,t}(x) = x + (t-s) V_{s,t}(x)",
-    ("heads", "mean_velocity", "represent"),
+    ("heads", "fixed_t", "mean_velocity", "represent"),
 )
 declare_family("objective", "training losses: flow matching and the self-distillation residuals", ("__call__",))
-declare_family("velocity", "the velocity closing a self-distillation target", ("needs_interpolant_point", "at"))
+declare_family(
+    "velocity", "the velocity closing a self-distillation target", ("needs_interpolant_point", "at", "advance")
+)
 declare_family(
     "stopgrad",
     "where the stop-gradient sits in a self-distillation objective",
@@ -334,6 +398,12 @@ declare_family(
 )
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
 declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
+declare_family(
+    "conditioning",
+    "what the network sees besides (x, s, t): classes, guidance scales",
+    ("__call__", "backbone_options", "unconditional", "given"),
+)
+declare_family("sampler", "how a trained map turns noise into samples in k steps", ("__call__",))
 declare_family("optimizer", "torch.optim optimisers, built on the trained parameters", ("step", "zero_grad"))
 declare_family("lr_schedule", "learning-rate multiplier as a function of the step", ("__call__",))
 declare_family(
@@ -346,18 +416,21 @@ __all__ = [
     "Backbone",
     "Batch",
     "Coefficients",
+    "Conditioning",
     "Dataset",
     "DensityDataset",
     "ExactFlow",
     "FlowMapLike",
     "Interpolant",
     "InterpolantPoint",
+    "LabelledDensityDataset",
     "LRSchedule",
     "Metric",
     "Objective",
     "ObjectiveInput",
     "ObjectiveOutput",
     "Parameterisation",
+    "Sampler",
     "StopGradient",
     "Teacher",
     "VelocitySource",

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from flowmap_core.evaluation import EvalResult  # noqa: E402
+from flowmap_core.evaluation import EvalResult, GuidedResult  # noqa: E402
 from flowmap_core.protocols import DensityDataset  # noqa: E402
 from flowmap_core.trainer import Trainer  # noqa: E402
 
@@ -40,7 +40,13 @@ def summary(trainer: Trainer) -> list[tuple[str, str]]:
     ]
 
 
-def write(run_dir: Path, trainer: Trainer, result: EvalResult, dataset: DensityDataset | None = None) -> Path:
+def write(
+    run_dir: Path,
+    trainer: Trainer,
+    result: EvalResult,
+    dataset: DensityDataset | None = None,
+    guided: GuidedResult | None = None,
+) -> Path:
     """Write report.md and the plots into `run_dir`; returns the report's path."""
     run_dir = Path(run_dir)
     lines = [
@@ -62,6 +68,18 @@ def write(run_dir: Path, trainer: Trainer, result: EvalResult, dataset: DensityD
         f"![{result.metric} vs steps](kl_vs_steps.png)",
         "",
     ]
+    if guided is not None:
+        lines += [
+            f"## Guided sampling: class-conditional {guided.metric} at each guidance scale",
+            "",
+            "Each class sampled at guidance w and scored against its own density, averaged over classes.",
+            "",
+            guided.table(),
+            "",
+            "![guided samples](guided.png)",
+            "",
+        ]
+        plot_guided(run_dir / "guided.png", guided)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     plot_samples(run_dir / "samples.png", result, dataset)
@@ -112,6 +130,27 @@ def plot_scores(path: Path, result: EvalResult) -> None:
         ax.set_ylim(0, top * 1.1)
     ax.legend()
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_guided(path: Path, guided: GuidedResult) -> None:
+    """One row per guidance scale, one column per step count; points coloured by class."""
+    rows, columns = len(guided.scales), len(guided.step_counts)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.7 * rows), squeeze=False)
+    for i, w in enumerate(guided.scales):
+        for j, steps in enumerate(guided.step_counts):
+            points, labels = guided.samples[w][steps]
+            ax = axes[i][j]
+            ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=1, vmin=0, vmax=9)
+            ax.set_xlim(-4.5, 4.5)
+            ax.set_ylim(-4.5, 4.5)
+            score = guided.scores[w][steps]
+            ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.3f}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

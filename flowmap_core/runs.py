@@ -8,8 +8,9 @@ import gin
 from flowmap_core import checkpoint as ckpt
 from flowmap_core import config
 from flowmap_core.errors import FlowmapError
-from flowmap_core.evaluation import EvalSpec
+from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
+from flowmap_core.protocols import LabelledDensityDataset
 from flowmap_core.trainer import Trainer, TrainingError, TrainSpec
 
 ONLINE = "online"
@@ -53,15 +54,50 @@ def open_run(
 
 
 def flow_maps(trainer: Trainer, weights: Sequence[str] | None = None) -> dict[str, FlowMap]:
-    """Named flow maps of a trainer: its EMAs ('ema_0.999', ...) and 'online'."""
+    """Named flow maps of a trainer: its EMAs ('ema_0.999', ...) and 'online', unconditional
+    (the null class at guidance 1 for conditional runs)."""
     available = {**trainer.ema_nets(), ONLINE: trainer.net}
     chosen = list(available) if weights is None else list(weights)
     unknown = [w for w in chosen if w not in available]
     if unknown:
         raise TrainingError(f"unknown weights {', '.join(unknown)}; this run has {', '.join(available)}")
-    return {name: trainer.flow_map(available[name].eval()) for name in chosen}
+    unconditional = trainer.spec.conditioning.unconditional()
+    return {name: trainer.flow_map(available[name].eval()).with_cond(**unconditional) for name in chosen}
 
 
 def headline_weights(trainer: Trainer) -> str:
     """The weights a run is judged by: its first EMA (the online weights if it keeps none)."""
     return next(iter(trainer.ema_nets()), ONLINE)
+
+
+def evaluate_run(trainer: Trainer, spec: EvalSpec, weights: Sequence[str] | None = None) -> EvalResult:
+    """Score the named weights of a trainer (all of them by default) with `spec`."""
+    return evaluate(
+        spec,
+        flow_maps(trainer, weights),
+        trainer.spec.dataset,
+        interpolant=trainer.spec.interpolant,
+        device=trainer.device,
+        dtype=trainer.dtype,
+    )
+
+
+def evaluate_guided_run(trainer: Trainer, spec: EvalSpec) -> GuidedResult | None:
+    """Class-conditional scores at `spec.guidance_scales` (None if it names none)."""
+    if not spec.guidance_scales:
+        return None
+    dataset = trainer.spec.dataset
+    if not isinstance(dataset, LabelledDensityDataset):
+        name = type(dataset).__name__
+        raise TrainingError(f"evaluate.guidance_scales needs a labelled density dataset; {name} is not")
+    name = headline_weights(trainer)
+    X = trainer.flow_map({**trainer.ema_nets(), ONLINE: trainer.net}[name].eval())
+    return evaluate_guided(
+        spec,
+        X,
+        trainer.spec.conditioning,
+        dataset,
+        interpolant=trainer.spec.interpolant,
+        device=trainer.device,
+        dtype=trainer.dtype,
+    )

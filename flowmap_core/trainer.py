@@ -37,6 +37,7 @@ from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
+    Conditioning,
     Dataset,
     Interpolant,
     LRSchedule,
@@ -50,6 +51,8 @@ from flowmap_core.protocols import (
 )
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+"""Autocast dtype of the loss computation (weights and optimiser stay in `train.dtype`)."""
 
 
 class TrainingError(FlowmapError, RuntimeError):
@@ -87,7 +90,9 @@ class TrainSpec:
     parentheses): the trainer builds them for the data shape and the parameters.
     `teacher` picks the network that supplies self-distillation targets (the online
     weights, the paper's choice, or an EMA). `steps` defines the run, not wall time,
-    so a run is reproducible.
+    so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
+    loss computation, `compile` wraps the backbone in `torch.compile`, `tf32` allows
+    TensorFloat-32 matmuls on CUDA.
     """
 
     dataset: Dataset = attrs.field(default=gin.REQUIRED, validator=_not_required)
@@ -100,6 +105,7 @@ class TrainSpec:
     optimizer: Callable[..., torch.optim.Optimizer] = attrs.field(default=gin.REQUIRED, validator=_not_required)
     lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=_not_required)
     teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=_not_required)
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     grad_clip: float | None = None
@@ -107,6 +113,9 @@ class TrainSpec:
     ema_warmup: bool = True
     seed: int = 0
     dtype: str = "float32"
+    precision: str = "float32"
+    compile: bool = False
+    tf32: bool = True
     device: str = "auto"
     log_every: int = attrs.field(default=100, validator=_positive)
     checkpoint_every: int = attrs.field(default=1000, validator=_positive)
@@ -116,15 +125,18 @@ class TrainSpec:
     def __attrs_post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @attrs.frozen
 class StepInput:
-    """The random draws of one step: data, noise and times."""
+    """The random draws of one step: data, noise, times and the network's conditioning."""
 
     batch: Batch
     x0: torch.Tensor
     times: TimeSample
+    cond: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -163,8 +175,17 @@ class Trainer:
         self.local_batch = spec.batch_size // self.context.world_size
 
         torch.manual_seed(spec.seed)
-        self.net = spec.backbone(data_shape=tuple(spec.dataset.data_shape), heads=spec.parameterisation.heads)
+        try:
+            options = spec.conditioning.backbone_options(spec.dataset)
+        except ValueError as error:
+            raise TrainingError(str(error)) from error
+        self.net = spec.backbone(
+            data_shape=tuple(spec.dataset.data_shape), heads=spec.parameterisation.heads, **options
+        )
         self.net.to(device=self.device, dtype=self.dtype)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = spec.tf32
+            torch.backends.cudnn.allow_tf32 = spec.tf32
         self.modules = nn.ModuleDict({"net": self.net})
         if isinstance(spec.weighting, nn.Module):
             self.modules["weighting"] = spec.weighting.to(device=self.device, dtype=self.dtype)
@@ -173,6 +194,7 @@ class Trainer:
         self.optimizer = spec.optimizer(self.parameters)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.ema = EMA(self.net, spec.ema_rates, warmup=spec.ema_warmup)
+        self.forward = torch.compile(self.net) if spec.compile else self.net
         try:
             self.teacher = spec.teacher.flow_map(self.flow_map(), self.ema.nets)
         except ValueError as error:
@@ -186,6 +208,7 @@ class Trainer:
         self.consecutive_skips = 0
         self.elapsed = 0.0
         self._stop_signal: int | None = None
+        self._checked_data = False
 
         if self.run_dir is not None:
             self._prepare_run_dir(resume=resume, force=force)
@@ -193,18 +216,40 @@ class Trainer:
     # ------------------------------------------------------------------ the step
 
     def flow_map(self, net: nn.Module | None = None) -> FlowMap:
-        """The flow map of `net` (default: the online network) under the run's parameterisation."""
-        return FlowMap(net=self.net if net is None else net, parameterisation=self.spec.parameterisation)
+        """The flow map of `net` (default: the online network, compiled if asked) under the
+        run's parameterisation."""
+        return FlowMap(net=self.forward if net is None else net, parameterisation=self.spec.parameterisation)
 
     def draw(self) -> StepInput:
-        """Data, noise and times for the next step, from this rank's generators."""
+        """Data, conditioning, noise and times for the next step, from this rank's generators."""
         n = self.local_batch
         batch = self.spec.dataset.sample(n, generator=self.host_generator, device=self.device, dtype=self.dtype)
+        if self.step == 0 or not self._checked_data:
+            self._check_data(batch)
+        cond = self.spec.conditioning(batch, generator=self.host_generator)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
         times = self.spec.time_sampler(
-            n, step=self.step, generator=self.host_generator, device=self.device, dtype=self.dtype
+            n,
+            step=self.step,
+            total_steps=self.spec.steps,
+            generator=self.host_generator,
+            device=self.device,
+            dtype=self.dtype,
         )
-        return StepInput(batch=batch, x0=x0, times=times)
+        return StepInput(batch=batch, x0=x0, times=times, cond=cond)
+
+    def _check_data(self, batch: Batch) -> None:
+        """The first batch must be what the backbone was built for."""
+        dataset = type(self.spec.dataset).__name__
+        expected = tuple(self.spec.dataset.data_shape)
+        if tuple(batch.x1.shape[1:]) != expected or batch.x1.shape[0] != self.local_batch:
+            raise TrainingError(
+                f"dataset {dataset} gave a batch of shape {tuple(batch.x1.shape)}, but the backbone was built for data "
+                f"of shape {expected} (batch {self.local_batch}): the dataset's data_shape and its samples disagree"
+            )
+        if not batch.x1.is_floating_point():
+            raise TrainingError(f"dataset {dataset} gave {batch.x1.dtype} data; the backbone needs floating point")
+        self._checked_data = True
 
     def loss(self, inputs: StepInput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted objective for one step's inputs, and its named terms."""
@@ -214,13 +259,17 @@ class Trainer:
             s=inputs.times.s,
             t=inputs.times.t,
             interpolant=self.spec.interpolant,
-            student=self.flow_map(),
-            teacher=self.teacher,
+            student=self.flow_map().with_cond(**inputs.cond),
+            teacher=self.teacher.with_cond(**inputs.cond),
             n_diagonal=inputs.times.n_diagonal,
+            u=inputs.times.u,
             generator=self.device_generator,
         )
-        out = self.spec.objective(inp)
-        return self.spec.weighting(out.per_example, inputs.times.s, inputs.times.t), dict(out.terms)
+        autocast = PRECISIONS[self.spec.precision]
+        with torch.autocast(self.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = self.spec.objective(inp)
+        per_example = out.per_example.to(self.dtype)
+        return self.spec.weighting(per_example, inputs.times.s, inputs.times.t), dict(out.terms)
 
     def optimise(self, inputs: StepInput) -> StepResult:
         """One optimisation step on `inputs`; skipped (no update) if anything is non-finite."""
@@ -385,6 +434,7 @@ class Trainer:
                 self._log(f"passed over an unreadable checkpoint: {reason}")
             self.restore(found.checkpoint)
             self._log(f"resuming from {found.path} (step {self.step})")
+            self._forget_metrics_after(self.step)
         elif found is not None and not force:
             raise TrainingError(
                 f"{self.run_dir} already holds a run (checkpoint at step {found.checkpoint.state['step']}); "
@@ -394,6 +444,16 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resume or not config_file.is_file():
                 config_file.write_text(config)
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop metric lines past the resumed checkpoint: those steps are trained again."""
+        path = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+        if path is None or not path.is_file() or not self.context.is_main:
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
 
     def _write_text(self, name: str, text: str) -> None:
         if self.run_dir is not None and self.context.is_main:

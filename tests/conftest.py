@@ -20,6 +20,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _work_in_a_temporary_directory(tmp_path_factory, monkeypatch) -> None:
+    """Relative paths (runs/, stage-one teacher runs of two-stage configs) land in one
+    session directory, never in the repository."""
+    monkeypatch.chdir(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """A finished smoke run of the LSD experiment (trained once per test session)."""

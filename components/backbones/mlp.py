@@ -7,7 +7,7 @@ from torch import nn
 
 from components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.registry import register
-from flowmap_core.typing import Data, Heads, Times, typechecked
+from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
 
 
 @register("backbone", "mlp")
@@ -17,7 +17,9 @@ class MLP(nn.Module):
     The official checkerboard network is 4 hidden layers of 512 with GELU on (s, t, x);
     here each time also gets `octaves` Fourier octaves, and each coordinate of x
     `space_octaves` octaves of base frequency pi / 4 (one period over [-4, 4]; 0: raw x).
-    The last layer starts at zero, so the initial map is the identity, its velocity zero.
+    With `num_classes`, a learned embedding of the label (-1: no class) joins the input;
+    with `guidance`, Fourier features of the guidance scale w. The last layer starts at
+    zero, so the initial map is the identity, its velocity zero.
     """
 
     def __init__(
@@ -30,6 +32,9 @@ class MLP(nn.Module):
         octaves: int = 8,
         space_octaves: int = 0,
         activation: type[nn.Module] = nn.GELU,
+        num_classes: int | None = None,
+        guidance: bool = False,
+        label_features: int = 32,
     ):
         super().__init__()
         if depth < 1 or width < 1 or heads < 1:
@@ -41,6 +46,13 @@ class MLP(nn.Module):
         self.space_features = FourierTimeFeatures(space_octaves, base_frequency=math.pi / 4)
         layers: list[nn.Module] = []
         fan_in = dim * self.space_features.dim + 2 * self.time_features.dim
+        self.num_classes = num_classes
+        if num_classes is not None:  # one more row: the null label -1, "no class"
+            self.label_embedding = nn.Embedding(num_classes + 1, label_features)
+            fan_in += label_features
+        self.guidance_features = FourierTimeFeatures(4, base_frequency=math.pi / 8) if guidance else None
+        if self.guidance_features is not None:
+            fan_in += self.guidance_features.dim
         for _ in range(depth):
             layers += [nn.Linear(fan_in, width), activation()]
             fan_in = width
@@ -50,7 +62,15 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     @typechecked
-    def forward(self, x: Data, s: Times, t: Times) -> Heads:
+    def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:
         space = self.space_features(x.flatten(1)).flatten(1)
-        features = torch.cat([space, self.time_features(s), self.time_features(t)], dim=-1)
-        return self.out(self.hidden(features)).view(x.shape[0], self.heads, *self.data_shape)
+        features = [space, self.time_features(s), self.time_features(t)]
+        if self.num_classes is not None:
+            if label is None:
+                raise ValueError("this MLP is class-conditional: pass label (-1 for no class)")
+            features.append(self.label_embedding(torch.where(label < 0, self.num_classes, label)).to(x.dtype))
+        if self.guidance_features is not None:
+            if guidance is None:
+                raise ValueError("this MLP takes a guidance scale: pass guidance (1 for plain conditioning)")
+            features.append(self.guidance_features(guidance))
+        return self.out(self.hidden(torch.cat(features, dim=-1))).view(x.shape[0], self.heads, *self.data_shape)

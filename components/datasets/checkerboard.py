@@ -45,8 +45,26 @@ class Checkerboard:
         inside = (points[:, None, :] >= corners.to(points)) & (points[:, None, :] < corners.to(points) + side)
         return inside.all(dim=2).to(torch.int64).argmax(dim=1)
 
-    def bin_probabilities(self, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+    def _areas(self, edges_x: Tensor, edges_y: Tensor) -> tuple[Tensor, Tensor]:
         corners, side = self.squares()
         area_x = _overlap(edges_x.double(), corners[:, 0], corners[:, 0] + side)
         area_y = _overlap(edges_y.double(), corners[:, 1], corners[:, 1] + side)
+        return area_x, area_y
+
+    def bin_probabilities(self, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        area_x, area_y = self._areas(edges_x, edges_y)
         return torch.einsum("ik,jk->ij", area_x, area_y) / 32.0
+
+    def class_bin_probabilities(self, label: int, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        """Exact bin probabilities of square `label` alone (density 1/4 on it)."""
+        area_x, area_y = self._areas(edges_x, edges_y)
+        return torch.outer(area_x[:, label], area_y[:, label]) / 4.0
+
+    def class_sample(
+        self, label: int, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+    ) -> Batch:
+        """`n` points uniform on square `label`."""
+        corners, side = self.squares()
+        u = torch.rand((n, 2), generator=generator, device=generator.device, dtype=torch.float64)
+        points = corners[label].to(u.device) + side * u
+        return Batch(x1=points.to(device=device, dtype=dtype), label=torch.full((n,), label, device=device))

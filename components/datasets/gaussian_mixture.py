@@ -54,11 +54,30 @@ class GaussianMixture:
         points = means[label] + stds[label, None] * z
         return Batch(x1=points.to(device=device, dtype=dtype), label=label.to(device))
 
-    def bin_probabilities(self, edges_x: Tensor, edges_y: Tensor) -> Tensor:
-        means, stds, weights = self._params()
+    def _masses(self, edges_x: Tensor, edges_y: Tensor) -> tuple[Tensor, Tensor]:
+        """Mass of each component in each column and row of bins: `(bins, k)` each."""
+        means, stds, _ = self._params()
 
         def mass(edges: Tensor, centre: Tensor) -> Tensor:
             cdf = torch.special.ndtr((edges.double()[:, None] - centre[None, :]) / stds[None, :])
             return cdf[1:] - cdf[:-1]
 
-        return torch.einsum("ik,jk,k->ij", mass(edges_x, means[:, 0]), mass(edges_y, means[:, 1]), weights)
+        return mass(edges_x, means[:, 0]), mass(edges_y, means[:, 1])
+
+    def bin_probabilities(self, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        mass_x, mass_y = self._masses(edges_x, edges_y)
+        return torch.einsum("ik,jk,k->ij", mass_x, mass_y, self._params()[2])
+
+    def class_bin_probabilities(self, label: int, edges_x: Tensor, edges_y: Tensor) -> Tensor:
+        """Exact bin probabilities of component `label` alone."""
+        mass_x, mass_y = self._masses(edges_x, edges_y)
+        return torch.outer(mass_x[:, label], mass_y[:, label])
+
+    def class_sample(
+        self, label: int, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+    ) -> Batch:
+        """`n` points of component `label`."""
+        means, stds, _ = self._params()
+        z = torch.randn((n, 2), generator=generator, device=generator.device, dtype=torch.float64)
+        points = means[label].to(z.device) + stds[label] * z
+        return Batch(x1=points.to(device=device, dtype=dtype), label=torch.full((n,), label, device=device))

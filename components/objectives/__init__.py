@@ -1,3 +1,12 @@
 """Training objectives: flow matching and the self-distillation residuals (family `objective`)."""
 
-from components.objectives import esd, flow_matching, lsd, psd, split, weighted_sum  # noqa: F401
+from components.objectives import (  # noqa: F401
+    consistency,
+    esd,
+    flow_matching,
+    guided_flow_matching,
+    lsd,
+    psd,
+    split,
+    weighted_sum,
+)

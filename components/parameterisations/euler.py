@@ -16,6 +16,7 @@ class Euler:
     """X_{s,t}(x) = x + (t - s) v_{s,t}(x), with v the backbone's single output head."""
 
     heads: int = attrs.field(default=1, init=False)
+    fixed_t: float | None = attrs.field(default=None, init=False)
 
     @typechecked
     def mean_velocity(

@@ -24,6 +24,7 @@ class SecondOrder:
     """
 
     heads: int = attrs.field(default=2, init=False)
+    fixed_t: float | None = attrs.field(default=None, init=False)
 
     @typechecked
     def mean_velocity(

@@ -1,3 +1,11 @@
 """Distributions of the (s, t) pairs of a batch (family `time_sampler`)."""
 
-from components.time_samplers import beta_gap, full_square, logit_normal, on_grid, uniform  # noqa: F401
+from components.time_samplers import (  # noqa: F401
+    beta_gap,
+    consistency,
+    dyadic,
+    full_square,
+    logit_normal,
+    on_grid,
+    uniform,
+)

@@ -51,7 +51,14 @@ class BetaGap:
         return max_gap(step, initial=self.initial_gap, final=self.max_gap, anneal_steps=self.anneal_steps)
 
     def __call__(
-        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        *,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> TimeSample:
         n_diag = diagonal_count(n, self.diagonal_fraction)
         d = self.gap(step) * beta_quantile(uniform(n - n_diag, generator, dtype), *self.concentration)

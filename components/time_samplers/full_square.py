@@ -21,9 +21,16 @@ class FullSquare:
     backward_fraction: float = attrs.field(default=0.5, validator=check_fraction)
 
     def __call__(
-        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        *,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> TimeSample:
-        pairs = self.base(n, step=step, generator=generator, device=device, dtype=dtype)
+        pairs = self.base(n, step=step, total_steps=total_steps, generator=generator, device=device, dtype=dtype)
         k = pairs.n_diagonal
         flip = torch.rand(n - k, generator=generator, device=generator.device) < self.backward_fraction
         flip = torch.cat([torch.zeros(k, dtype=torch.bool, device=flip.device), flip]).to(device)

@@ -31,7 +31,14 @@ class LogitNormal:
         return torch.sigmoid(self.mean + self.std * z)
 
     def __call__(
-        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        *,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> TimeSample:
         n_diag = diagonal_count(n, self.diagonal_fraction)
         pairs = self._draw((n - n_diag, 2), generator, dtype).sort(dim=1).values

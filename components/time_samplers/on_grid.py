@@ -28,9 +28,16 @@ class OnGrid:
     step_counts: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8, 16), converter=tuple, validator=_step_counts)
 
     def __call__(
-        self, n: int, *, step: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        *,
+        step: int,
+        total_steps: int,
+        generator: torch.Generator,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> TimeSample:
-        pairs = self.base(n, step=step, generator=generator, device=device, dtype=dtype)
+        pairs = self.base(n, step=step, total_steps=total_steps, generator=generator, device=device, dtype=dtype)
         n_grid = int(round((n - pairs.n_diagonal) * self.fraction))
         if n_grid == 0:
             return pairs

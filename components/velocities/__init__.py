@@ -1,3 +1,3 @@
 """Velocities that close self-distillation targets (family `velocity`)."""
 
-from components.velocities import conditional, model  # noqa: F401
+from components.velocities import conditional, model, pretrained  # noqa: F401

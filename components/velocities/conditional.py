@@ -19,3 +19,7 @@ class ConditionalVelocity:
         if point is None:
             raise ValueError("the conditional velocity exists only at interpolant points x_t of the batch")
         return point.dxt
+
+    def advance(self, inp: ObjectiveInput, x: Tensor, s: Tensor, u: Tensor) -> Tensor:
+        """The same pair's interpolant point at u (consistency training); `x` is its point at s."""
+        return inp.interpolant.interpolate(inp.x0, inp.x1, u).xt

@@ -3,6 +3,7 @@
 import attrs
 from torch import Tensor
 
+from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import InterpolantPoint, ObjectiveInput
 from flowmap_core.registry import register
 
@@ -17,3 +18,7 @@ class ModelVelocity:
 
     def at(self, inp: ObjectiveInput, x: Tensor, t: Tensor, point: InterpolantPoint | None) -> Tensor:
         return inp.teacher.velocity(x, t)
+
+    def advance(self, inp: ObjectiveInput, x: Tensor, s: Tensor, u: Tensor) -> Tensor:
+        """One Euler step of the teacher's velocity: x + (u - s) v_{s,s}(x) (consistency distillation)."""
+        return x + expand_time(u - s, x) * inp.teacher.velocity(x, s)

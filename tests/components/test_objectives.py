@@ -8,6 +8,7 @@
   statement that b_t = E[dx_t/dt | x_t] minimises |v - dx_t/dt|^2.
 """
 
+import attrs
 import pytest
 import torch
 from hypothesis import given
@@ -15,15 +16,24 @@ from hypothesis import given
 from components.objectives.flow_matching import FlowMatching
 from components.stopgrad.policies import FullStopGradient, NoStopGradient
 from flowmap_core import registry, testing
-from tests.instances import instance, instances, is_residual
+from flowmap_core.flow_map import FlowMap
+from flowmap_core.protocols import ObjectiveInput
+from tests.instances import CONDITIONAL, DISCRETE, instance, instances, is_residual
+
+
+def two_time_parameterisations():
+    """Single-time maps define X_{s,1} only; they are tested with t = 1 below."""
+    return [(i, p) for i, p in instances("parameterisation") if p.fixed_t is None]
 
 
 def grid():
     """(objective, exact flow, parameterisation) over all registered combinations."""
     out = []
     for objective_id, objective in instances("objective"):
+        if objective.registry_name in CONDITIONAL:
+            continue
         for interpolant_id, interpolant in instances("interpolant"):
-            for parameterisation_id, parameterisation in instances("parameterisation"):
+            for parameterisation_id, parameterisation in two_time_parameterisations():
                 exact = registry.build("exact", "gaussian", interpolant=interpolant)
                 out.append(
                     pytest.param(
@@ -54,7 +64,9 @@ def test_residual_rises_off_exact_map(objective, exact, parameterisation):
     testing.check_residual_objective(objective, exact, parameterisation, case, at_exact=1e-10, min_rise=1e-4)
 
 
-@pytest.mark.parametrize("objective, exact, parameterisation", grid())
+@pytest.mark.parametrize(
+    "objective, exact, parameterisation", [p for p in grid() if p.values[0].registry_name not in DISCRETE]
+)
 def test_exact_map_minimises_expected_loss(objective, exact, parameterisation):
     """For residuals trivially (zero at the exact map); for regressions on the diagonal
     (flow matching) or on a conditional velocity (MeanFlow-style ESD), in expectation."""
@@ -101,3 +113,115 @@ def test_psd_rejects_bad_h():
 def test_weighted_sum_needs_matching_weights():
     with pytest.raises(ValueError, match="2 terms but 1 weights"):
         registry.build("objective", "weighted_sum", terms=(FlowMatching(), FlowMatching()), weights=(1.0,))
+
+
+def limit_case(exact, n=256, gap=1e-6):
+    """Pairs s < t with the next level u = s + gap."""
+    case = testing.triangle_case(n, exact.data_shape)
+    return testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.s + gap, t=case.t, n_diagonal=0)
+
+
+@pytest.mark.parametrize("velocity", ["conditional", "model"])
+def test_consistency_tends_to_esd_as_the_step_shrinks(velocity):
+    """(X_{s,t}(x_s) - X_{u,t}(y_u)) / (u - s) -> -(d/ds X + grad X . v): discrete consistency
+    with the conditional velocity becomes ESD with it (continuous-time consistency training)."""
+    exact = registry.build("exact", "gaussian")
+    parameterisation = instance("parameterisation", "euler")
+    source = registry.build("velocity", velocity)
+    case = limit_case(exact)
+    inp = testing.objective_input(case, exact, parameterisation, perturbation=0.05)
+    discrete = registry.build("objective", "consistency", velocity=source)(inp).per_example
+    continuous = registry.build("objective", "esd", velocity=source)(inp).per_example
+    torch.testing.assert_close(discrete, continuous, rtol=1e-3, atol=1e-6)
+
+
+def test_consistency_distillation_vanishes_at_the_exact_map_as_the_step_shrinks():
+    exact = registry.build("exact", "gaussian")
+    parameterisation = instance("parameterisation", "euler")
+    objective = registry.build("objective", "consistency", velocity=registry.build("velocity", "model"))
+    losses = [
+        objective(testing.objective_input(limit_case(exact, gap=gap), exact, parameterisation)).per_example.mean()
+        for gap in (1e-2, 1e-3)
+    ]
+    assert losses[1] < 0.02 * losses[0] and losses[1] < 1e-5  # the Euler step's error is O(gap)
+
+
+def test_single_time_map_at_t_1():
+    """ESD at t = 1, closed by a teacher's exact velocity (consistency distillation), vanishes
+    for the exact single-time map and rises off it. (The single-time map's own V_{s,s} is the
+    mean velocity to the data, not b_s, so it cannot close the target itself.)"""
+    exact = registry.build("exact", "gaussian")
+    case = testing.triangle_case(512, exact.data_shape)
+    ones = torch.ones_like(case.t)
+    case = testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.u, t=ones, n_diagonal=0)
+    single = instance("parameterisation", "single_time")
+    teacher = testing.exact_flow_map(exact, instance("parameterisation", "euler"))
+    esd = registry.build("objective", "esd")
+    at_exact = esd(attrs.evolve(testing.objective_input(case, exact, single), teacher=teacher)).per_example
+    assert at_exact.max().item() < 1e-10
+    off = esd(attrs.evolve(testing.objective_input(case, exact, single, 1e-2), teacher=teacher)).per_example
+    assert off.mean().item() > 1e-4
+
+
+class TwoClassGaussians:
+    """Two equally likely classes N(m_c, I) under the linear interpolant: the class velocities
+    b(x, c) are the Gaussian ones, the unconditional b(x, null) = sum_c p(c | x_t) b(x, c)."""
+
+    means = ((2.0, 0.0), (-2.0, 1.0))
+
+    def __init__(self):
+        self.flows = [registry.build("exact", "gaussian", mean=m, std=(1.0, 1.0)) for m in self.means]
+
+    def velocity(self, x, t, label):
+        per_class = torch.stack([flow.velocity(x, t) for flow in self.flows])  # (2, batch, dim)
+        beta = t[:, None]
+        variance = (1 - t) ** 2 + t**2  # alpha^2 + beta^2 std^2, std = 1
+        log_p = torch.stack(
+            [-((x - beta * torch.tensor(m, dtype=x.dtype)) ** 2).sum(1) / (2 * variance) for m in self.means]
+        )
+        posterior = torch.softmax(log_p, dim=0)
+        unconditional = (posterior[..., None] * per_class).sum(0)
+        chosen = per_class[label.clamp(min=0), torch.arange(len(x))]
+        return torch.where((label < 0)[:, None], unconditional, chosen)
+
+
+class GuidedExactNet(torch.nn.Module):
+    """A guided 'backbone' reading the exact velocities: v(x; c, w) = (1 - w) b(x, null) + w b(x, c)."""
+
+    def __init__(self, case, perturbation=0.0):
+        super().__init__()
+        self.case, self.perturbation = case, perturbation
+
+    def forward(self, x, s, t, label, guidance):
+        null = torch.full_like(label, -1)
+        w = guidance[:, None]
+        v = (1 - w) * self.case.velocity(x, t, null) + w * self.case.velocity(x, t, label)
+        return (v + self.perturbation * torch.sin(3 * x + w)).unsqueeze(1)
+
+
+def test_guided_flow_matching_at_the_exact_guided_velocity():
+    """The guidance term vanishes at the exact guided velocity and rises off it; the flow
+    matching term is minimised there beyond Monte Carlo error (paired, > 5 standard errors)."""
+    case = TwoClassGaussians()
+    g = torch.Generator().manual_seed(0)
+    n = 40_000
+    label = torch.randint(0, 2, (n,), generator=g)
+    label[torch.rand(n, generator=g) < 0.1] = -1
+    true_class = torch.where(label < 0, torch.randint(0, 2, (n,), generator=g), label)
+    x1 = torch.tensor(case.means, dtype=torch.float64)[true_class] + torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x0 = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    t = torch.rand(n, generator=g, dtype=torch.float64)
+    w = 3 * torch.rand(n, generator=g, dtype=torch.float64)
+    cond = {"label": label, "guidance": w}
+    euler = instance("parameterisation", "euler")
+    losses = {}
+    for perturbation in (0.0, 0.1):
+        X = FlowMap(net=GuidedExactNet(case, perturbation), parameterisation=euler, cond=cond)
+        inp = ObjectiveInput(
+            x0=x0, x1=x1, s=t, t=t, interpolant=case.flows[0].interpolant, student=X, teacher=X, n_diagonal=n
+        )
+        losses[perturbation] = registry.build("objective", "guided_flow_matching")(inp)
+    assert losses[0.0].terms["guidance"].item() < 1e-20
+    assert losses[0.1].terms["guidance"].item() > 1e-3
+    d = losses[0.1].per_example - losses[0.0].per_example
+    assert d.mean() > 5 * d.std() / n**0.5

@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 
 def draw(sampler, n, seed=0, step=0):
     g = torch.Generator().manual_seed(seed)
-    return sampler(n, step=step, generator=g, device=CPU, dtype=torch.float64)
+    return sampler(n, step=step, total_steps=10_000, generator=g, device=CPU, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("name, sampler", instances("time_sampler"))
@@ -73,3 +73,24 @@ def test_full_square_swaps_a_share():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UniformTriangle(**kwargs)
+
+
+def test_dyadic_steps_sit_on_their_grid():
+    pairs = draw(registry.build("time_sampler", "dyadic"), 20_000)
+    k = pairs.n_diagonal
+    gap = (pairs.t - pairs.s)[k:]
+    exponent = -torch.log2(gap)
+    assert torch.allclose(exponent, exponent.round()) and exponent.min() == 0 and exponent.max() == 6
+    half = gap / 2
+    slot = pairs.s[k:] / half
+    assert torch.allclose(slot, slot.round()), "s is a multiple of the half step d"
+    assert (pairs.t <= 1).all()
+
+
+def test_consistency_schedule_grows_and_pairs_adjacent_levels():
+    schedule = registry.build("time_sampler", "consistency", initial_levels=10, final_levels=1280)
+    assert schedule.levels(0, 1000) == 10 and schedule.levels(1000, 1000) == 1281  # the formula ends at s1 + 1
+    early, late = draw(schedule, 5000, step=0), draw(schedule, 5000, step=10_000)
+    for pairs in (early, late):
+        assert pairs.n_diagonal == 0 and (pairs.t == 1).all() and (pairs.s < pairs.u).all() and (pairs.u < 1).all()
+    assert (late.u - late.s).mean() < (early.u - early.s).mean()

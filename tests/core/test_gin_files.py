@@ -1,7 +1,8 @@
 """Every .gin file in the repository parses and builds a trainer (zero steps).
 
 Experiments and smoke files are complete on their own. A base, dataset or method file
-is parsed after the other parts it needs (so its own bindings win) and built with them.
+is parsed after the other parts it needs (so its own bindings win) and built with them,
+with a step budget (which experiments set).
 """
 
 import pytest
@@ -10,6 +11,14 @@ from flowmap_core import config, runs
 from flowmap_core.trainer import Trainer
 
 ALL = sorted(config.GIN_DIR.rglob("*.gin"))
+# Two-stage configs train their stage-one run when it is missing; build them with the
+# smoke teachers (trained once per session) instead of full-budget ones.
+SMOKE_TEACHERS = [
+    "velocity.pretrained.run_dir = 'runs/teachers/smoke_checkerboard_fm'",
+    "velocity.pretrained.config = 'smoke/checkerboard_fm.gin'",
+    "teacher.pretrained.run_dir = 'runs/teachers/smoke_checkerboard_lsd'",
+    "teacher.pretrained.config = 'smoke/checkerboard_lsd.gin'",
+]
 PARTS = {"base": "base/train.gin", "datasets": "datasets/checkerboard.gin", "methods": "methods/lsd.gin"}
 
 
@@ -32,7 +41,8 @@ def test_there_are_configs_for_every_method_and_dataset():
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.relative_to(config.GIN_DIR).as_posix())
 def test_gin_file_parses_and_builds(path):
-    config.parse([*complements(path), path])
+    extra = ["train.steps = 1"] if complements(path) else []  # experiments set the budget
+    config.parse([*complements(path), path], extra + SMOKE_TEACHERS)
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.step == 0
     runs.build_eval_spec()

@@ -1,0 +1,51 @@
+"""Class-conditional models, with label dropout for classifier-free guidance."""
+
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from components.time_samplers.common import check_fraction
+from flowmap_core.protocols import Batch, Dataset
+from flowmap_core.registry import register
+
+NULL = -1
+"""The label that means "no class"."""
+
+
+def dropped_labels(batch: Batch, dropout: float, generator: torch.Generator) -> Tensor:
+    """The batch's labels with a share `dropout` replaced by the null label."""
+    if batch.label is None:
+        raise ValueError("class conditioning needs a labelled dataset; this dataset gives no labels")
+    drop = torch.rand(batch.label.shape, generator=generator, device=generator.device) < dropout
+    return torch.where(drop.to(batch.label.device), torch.full_like(batch.label, NULL), batch.label)
+
+
+def labelled_backbone(dataset: Dataset) -> dict[str, Any]:
+    if not dataset.num_classes:
+        raise ValueError(f"class conditioning needs a labelled dataset; {type(dataset).__name__} has no classes")
+    return {"num_classes": dataset.num_classes}
+
+
+@register("conditioning", "class_label")
+@attrs.define(frozen=True, kw_only=True)
+class ClassLabel:
+    """The network sees the class label, replaced by the null label in a share `dropout` of
+    the examples, so one network learns b(x, c) and b(x, null) (classifier-free guidance)."""
+
+    dropout: float = attrs.field(default=0.1, validator=check_fraction)
+
+    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
+        return {"label": dropped_labels(batch, self.dropout, generator)}
+
+    def backbone_options(self, dataset: Dataset) -> dict[str, Any]:
+        return labelled_backbone(dataset)
+
+    def unconditional(self) -> dict[str, Tensor]:
+        return {"label": torch.tensor(NULL)}
+
+    def given(self, label: int, guidance: float = 1.0) -> dict[str, Tensor]:
+        if guidance != 1.0:
+            raise ValueError("this run has no guidance input (conditioning.class_label); use conditioning.guided")
+        return {"label": torch.tensor(label)}

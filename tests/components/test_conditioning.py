@@ -1,0 +1,58 @@
+"""Conditioning: label dropout, guidance scales, and the inputs for sampling."""
+
+import pytest
+import torch
+
+from components.conditioning.class_label import NULL
+from flowmap_core import registry
+from flowmap_core.protocols import Batch
+from tests.instances import instances
+
+CPU = torch.device("cpu")
+
+
+def labelled_batch(n=20_000):
+    dataset = registry.build("dataset", "gaussian_mixture")
+    return dataset, dataset.sample(n, generator=torch.Generator().manual_seed(0), device=CPU, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name, conditioning", instances("conditioning"))
+def test_conditioning_contract(name, conditioning):
+    dataset, batch = labelled_batch(100)
+    cond = conditioning(batch, generator=torch.Generator().manual_seed(0))
+    assert all(v.shape == (100,) for v in cond.values())
+    options = conditioning.backbone_options(dataset)
+    net = registry.build("backbone", "mlp", data_shape=(2,), width=16, depth=1, **options)
+    assert net(batch.x1, torch.rand(100), torch.rand(100), **cond).shape == (100, 1, 2)
+    unconditional = conditioning.unconditional()
+    assert set(unconditional) == set(cond) and all(v.dim() == 0 for v in unconditional.values())
+
+
+def test_label_dropout_share():
+    _, batch = labelled_batch()
+    conditioning = registry.build("conditioning", "class_label", dropout=0.25)
+    cond = conditioning(batch, generator=torch.Generator().manual_seed(0))
+    dropped = (cond["label"] == NULL).double().mean().item()
+    assert abs(dropped - 0.25) < 0.01
+    kept = cond["label"] != NULL
+    assert torch.equal(cond["label"][kept], batch.label[kept])
+
+
+def test_guidance_scales_are_drawn_in_range():
+    _, batch = labelled_batch()
+    guided = registry.build("conditioning", "guided", scales=(0.5, 3.0))
+    w = guided(batch, generator=torch.Generator().manual_seed(0))["guidance"]
+    assert 0.5 <= w.min() and w.max() <= 3.0 and abs(w.mean().item() - 1.75) < 0.02
+    assert guided.given(3, 2.0) == {"label": torch.tensor(3), "guidance": torch.tensor(2.0)}
+
+
+def test_unlabelled_data_is_refused():
+    dataset = registry.build("dataset", "gaussian")
+    batch = dataset.sample(4, generator=torch.Generator(), device=CPU, dtype=torch.float32)
+    with pytest.raises(ValueError, match="labelled dataset"):
+        registry.build("conditioning", "class_label")(batch, generator=torch.Generator())
+    with pytest.raises(ValueError, match="has no classes"):
+        registry.build("conditioning", "guided").backbone_options(dataset)
+    with pytest.raises(ValueError, match="unconditional"):
+        registry.build("conditioning", "none").given(1)
+    assert Batch(x1=batch.x1).label is None

@@ -1,0 +1,43 @@
+"""Samplers of trained maps, on the exact Gaussian flow."""
+
+import pytest
+import torch
+
+from flowmap_core import registry, testing
+from tests.instances import instance, instances
+
+
+@pytest.fixture
+def exact():
+    return registry.build("exact", "gaussian")
+
+
+def moments(x):
+    return x.mean(0), x.std(0)
+
+
+@pytest.mark.parametrize("name, sampler", instances("sampler"))
+@pytest.mark.parametrize("steps", [1, 4])
+def test_samples_have_the_data_distribution(name, sampler, steps, exact):
+    """Every sampler of the exact map produces N(mean, diag(std^2)) (the ODE one up to its
+    discretisation error, so with 64 steps)."""
+    parameterisation = instance("parameterisation", "single_time" if name == "consistency" else "euler")
+    X = testing.exact_flow_map(exact, parameterisation)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(100_000, 2, generator=g, dtype=torch.float64)
+    out = sampler(X, x0, 64 if name == "ode" else steps, interpolant=exact.interpolant, generator=g)
+    mean, std = moments(out.x)
+    torch.testing.assert_close(mean, torch.tensor(exact.mean, dtype=torch.float64), atol=0.02, rtol=0)
+    torch.testing.assert_close(std, torch.tensor(exact.std, dtype=torch.float64), atol=0.02, rtol=0.02)
+    assert out.nfe == (64 if name == "ode" else steps)
+
+
+def test_consistency_sampler_renoises(exact):
+    """Two consistency steps draw fresh noise: samples differ from one jump, same law."""
+    X = testing.exact_flow_map(exact, instance("parameterisation", "single_time"))
+    sampler = registry.build("sampler", "consistency")
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1000, 2, generator=g, dtype=torch.float64)
+    one = sampler(X, x0, 1, interpolant=exact.interpolant, generator=g).x
+    two = sampler(X, x0, 2, interpolant=exact.interpolant, generator=g).x
+    assert not torch.allclose(one, two)

@@ -241,21 +241,25 @@ class Weighting(Protocol):
     def __call__(self, per_example: Tensor, s: Tensor, t: Tensor) -> Tensor: ...
 
 
+@attrs.frozen
+class Draw:
+    """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,
+    drawn with `generator` (on its device), returned on `device` in `dtype`."""
+
+    n: int
+    step: int
+    total_steps: int
+    generator: torch.Generator
+    device: torch.device
+    dtype: torch.dtype
+
+
 @runtime_checkable
 class TimeSampler(Protocol):
-    """Draws the (s, t) pairs of a batch; may depend on the training step of `total_steps`
-    (annealing, growing discretisations)."""
+    """Draws the (s, t) pairs of a batch; may depend on the training step (annealing,
+    growing discretisations)."""
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample: ...
+    def __call__(self, draw: Draw) -> TimeSample: ...
 
 
 @runtime_checkable
@@ -419,6 +423,7 @@ __all__ = [
     "Conditioning",
     "Dataset",
     "DensityDataset",
+    "Draw",
     "ExactFlow",
     "FlowMapLike",
     "Interpolant",

@@ -106,6 +106,11 @@ def plot_samples(path: Path, result: EvalResult, dataset: DensityDataset | None)
             ax = axes[row][col]
             ax.hist2d(points[:, 0], points[:, 1], bins=[edges.numpy(), edges.numpy()], cmap="magma")
             ax.set_title(f"{steps} step{'s' if steps > 1 else ''}: {result.scores[name][steps]:.3f}")
+    _save_panels(fig, axes, path)
+
+
+def _save_panels(fig: plt.Figure, axes, path: Path) -> None:
+    """Square panels without ticks, written to `path`."""
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -148,9 +153,4 @@ def plot_guided(path: Path, guided: GuidedResult) -> None:
             ax.set_ylim(-4.5, 4.5)
             score = guided.scores[w][steps]
             ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.3f}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_panels(fig, axes, path)

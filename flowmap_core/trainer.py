@@ -39,6 +39,7 @@ from flowmap_core.protocols import (
     Batch,
     Conditioning,
     Dataset,
+    Draw,
     Interpolant,
     LRSchedule,
     Objective,
@@ -229,12 +230,14 @@ class Trainer:
         cond = self.spec.conditioning(batch, generator=self.host_generator)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
         times = self.spec.time_sampler(
-            n,
-            step=self.step,
-            total_steps=self.spec.steps,
-            generator=self.host_generator,
-            device=self.device,
-            dtype=self.dtype,
+            Draw(
+                n=n,
+                step=self.step,
+                total_steps=self.spec.steps,
+                generator=self.host_generator,
+                device=self.device,
+                dtype=self.dtype,
+            )
         )
         return StepInput(batch=batch, x0=x0, times=times, cond=cond)
 

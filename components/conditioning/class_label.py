@@ -6,9 +6,9 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.time_samplers.common import check_fraction
 from flowmap_core.protocols import Batch, Dataset
 from flowmap_core.registry import register
+from flowmap_core.validators import unit_interval
 
 NULL = -1
 """The label that means "no class"."""
@@ -34,7 +34,7 @@ class ClassLabel:
     """The network sees the class label, replaced by the null label in a share `dropout` of
     the examples, so one network learns b(x, c) and b(x, null) (classifier-free guidance)."""
 
-    dropout: float = attrs.field(default=0.1, validator=check_fraction)
+    dropout: float = attrs.field(default=0.1, validator=unit_interval)
 
     def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
         return {"label": dropped_labels(batch, self.dropout, generator)}

@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 
 from components.conditioning.class_label import NULL, dropped_labels, labelled_backbone
-from components.time_samplers.common import check_fraction
 from flowmap_core.protocols import Batch, Dataset
 from flowmap_core.registry import register
+from flowmap_core.validators import unit_interval
 
 
 def _scale_range(instance: "Guided", attribute: attrs.Attribute, value: tuple[float, float]) -> None:
@@ -23,7 +23,7 @@ class Guided:
     """The network sees the class label (dropped in a share `dropout`) and a guidance scale
     w ~ U(scales) per example: the map of b^w = (1 - w) b(x, null) + w b(x, c) for every w."""
 
-    dropout: float = attrs.field(default=0.1, validator=check_fraction)
+    dropout: float = attrs.field(default=0.1, validator=unit_interval)
     scales: tuple[float, float] = attrs.field(default=(0.0, 3.0), converter=tuple, validator=_scale_range)
 
     def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:

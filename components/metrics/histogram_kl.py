@@ -6,11 +6,7 @@ from torch import Tensor
 
 from flowmap_core.protocols import Dataset, DensityDataset
 from flowmap_core.registry import register
-
-
-def _positive(instance: "HistogramKL", attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"HistogramKL.{attribute.name} must be positive, got {value}")
+from flowmap_core.validators import positive
 
 
 @register("metric", "histogram_kl")
@@ -26,7 +22,7 @@ class HistogramKL:
     bins: int = 200
     low: float = -4.5
     high: float = 4.5
-    floor: float = attrs.field(default=1e-10, validator=_positive)
+    floor: float = attrs.field(default=1e-10, validator=positive)
     name: str = attrs.field(default="kl", init=False)
 
     def __attrs_post_init__(self) -> None:

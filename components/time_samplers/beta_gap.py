@@ -6,16 +6,14 @@ import torch
 
 from components.time_samplers.common import (
     assemble,
-    check_fraction,
-    check_gap,
-    check_non_negative,
     diagonal_count,
     max_gap,
     place_gaps,
     uniform,
 )
-from flowmap_core.protocols import TimeSample
+from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
+from flowmap_core.validators import non_negative, unit_interval
 
 
 def beta_quantile(u: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -40,27 +38,18 @@ class BetaGap:
     g is `gap(step)`: `max_gap`, reached from `initial_gap` over `anneal_steps` steps.
     """
 
-    diagonal_fraction: float = attrs.field(default=0.5, validator=check_fraction)
+    diagonal_fraction: float = attrs.field(default=0.5, validator=unit_interval)
     concentration: tuple[float, float] = attrs.field(default=(1.0, 2.0), converter=tuple, validator=_positive_pair)
-    max_gap: float = attrs.field(default=1.0, validator=check_gap)
-    initial_gap: float = attrs.field(default=0.0, validator=check_gap)
-    anneal_steps: int = attrs.field(default=0, validator=check_non_negative)
+    max_gap: float = attrs.field(default=1.0, validator=unit_interval)
+    initial_gap: float = attrs.field(default=0.0, validator=unit_interval)
+    anneal_steps: int = attrs.field(default=0, validator=non_negative)
 
     def gap(self, step: int) -> float:
         """The largest gap allowed at `step` (see `max_gap` in common.py)."""
         return max_gap(step, initial=self.initial_gap, final=self.max_gap, anneal_steps=self.anneal_steps)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        n_diag = diagonal_count(n, self.diagonal_fraction)
-        d = self.gap(step) * beta_quantile(uniform(n - n_diag, generator, dtype), *self.concentration)
-        s, t = place_gaps(d, generator)
-        return assemble(uniform(n_diag, generator, dtype), s, t, device)
+    def __call__(self, draw: Draw) -> TimeSample:
+        n_diag = diagonal_count(draw.n, self.diagonal_fraction)
+        quantiles = beta_quantile(uniform(draw.n - n_diag, draw.generator, draw.dtype), *self.concentration)
+        s, t = place_gaps(self.gap(draw.step) * quantiles, draw.generator)
+        return assemble(uniform(n_diag, draw.generator, draw.dtype), s, t, draw.device)

@@ -1,25 +1,9 @@
 """Pieces shared by the time samplers: the diagonal share, the annealed gap, assembly."""
 
-import attrs
 import torch
 from torch import Tensor
 
 from flowmap_core.protocols import TimeSample
-
-
-def check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be in [0, 1], got {value}")
-
-
-def check_gap(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be in [0, 1] (t - s <= 1), got {value}")
-
-
-def check_non_negative(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value}")
 
 
 def max_gap(step: int, *, initial: float, final: float, anneal_steps: int) -> float:

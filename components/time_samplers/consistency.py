@@ -5,13 +5,9 @@ import math
 import attrs
 import torch
 
-from flowmap_core.protocols import TimeSample
+from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-
-
-def _positive(instance: "ConsistencySchedule", attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"ConsistencySchedule.{attribute.name} must be positive, got {value}")
+from flowmap_core.validators import positive
 
 
 def sigma_to_time(sigma: torch.Tensor) -> torch.Tensor:
@@ -35,9 +31,9 @@ class ConsistencySchedule:
 
     initial_levels: int = 2
     final_levels: int = 150
-    sigma_min: float = attrs.field(default=0.002, validator=_positive)
-    sigma_max: float = attrs.field(default=80.0, validator=_positive)
-    rho: float = attrs.field(default=7.0, validator=_positive)
+    sigma_min: float = attrs.field(default=0.002, validator=positive)
+    sigma_max: float = attrs.field(default=80.0, validator=positive)
+    rho: float = attrs.field(default=7.0, validator=positive)
 
     def levels(self, step: int, total_steps: int) -> int:
         """N(k), the number of noise levels at training step k of K."""
@@ -51,18 +47,10 @@ class ConsistencySchedule:
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (lo + i * (hi - lo)) ** self.rho
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        sigmas = self.sigmas(self.levels(step, total_steps), dtype).to(generator.device)
-        index = torch.randint(0, len(sigmas) - 1, (n,), generator=generator, device=generator.device)
-        s = sigma_to_time(sigmas[index + 1])
-        u = sigma_to_time(sigmas[index])
-        return TimeSample(s=s.to(device), t=torch.ones_like(s).to(device), n_diagonal=0, u=u.to(device))
+    def __call__(self, draw: Draw) -> TimeSample:
+        on = draw.generator.device
+        sigmas = self.sigmas(self.levels(draw.step, draw.total_steps), draw.dtype).to(on)
+        index = torch.randint(0, len(sigmas) - 1, (draw.n,), generator=draw.generator, device=on)
+        s = sigma_to_time(sigmas[index + 1]).to(draw.device)
+        u = sigma_to_time(sigmas[index]).to(draw.device)
+        return TimeSample(s=s, t=torch.ones_like(s), n_diagonal=0, u=u)

@@ -3,9 +3,10 @@
 import attrs
 import torch
 
-from components.time_samplers.common import assemble, check_fraction, diagonal_count, uniform
-from flowmap_core.protocols import TimeSample
+from components.time_samplers.common import assemble, diagonal_count, uniform
+from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
+from flowmap_core.validators import unit_interval
 
 
 def _levels(instance: "Dyadic", attribute: attrs.Attribute, value: int) -> None:
@@ -22,23 +23,14 @@ class Dyadic:
     paper's smallest step 1/128. `diagonal_fraction` is the flow-matching share (3/4 there).
     """
 
-    diagonal_fraction: float = attrs.field(default=0.75, validator=check_fraction)
+    diagonal_fraction: float = attrs.field(default=0.75, validator=unit_interval)
     levels: int = attrs.field(default=7, validator=_levels)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        n_diag = diagonal_count(n, self.diagonal_fraction)
-        on = generator.device
-        exponent = torch.randint(1, self.levels + 1, (n - n_diag,), generator=generator, device=on)
-        d = torch.pow(2.0, -exponent.to(dtype))
+    def __call__(self, draw: Draw) -> TimeSample:
+        n_diag = diagonal_count(draw.n, self.diagonal_fraction)
+        on = draw.generator.device
+        exponent = torch.randint(1, self.levels + 1, (draw.n - n_diag,), generator=draw.generator, device=on)
+        d = torch.pow(2.0, -exponent.to(draw.dtype))
         slots = torch.round(1 / d).to(torch.int64) - 1  # s in {0, d, ..., 1 - 2d}: 1/d - 1 choices
-        s = torch.floor(uniform(n - n_diag, generator, dtype) * slots) * d
-        return assemble(uniform(n_diag, generator, dtype), s, s + 2 * d, device)
+        s = torch.floor(uniform(draw.n - n_diag, draw.generator, draw.dtype) * slots) * d
+        return assemble(uniform(n_diag, draw.generator, draw.dtype), s, s + 2 * d, draw.device)

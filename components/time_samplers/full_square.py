@@ -3,9 +3,9 @@
 import attrs
 import torch
 
-from components.time_samplers.common import check_fraction
-from flowmap_core.protocols import TimeSample, TimeSampler
+from flowmap_core.protocols import Draw, TimeSample, TimeSampler
 from flowmap_core.registry import register
+from flowmap_core.validators import unit_interval
 
 
 @register("time_sampler", "full_square")
@@ -18,22 +18,14 @@ class FullSquare:
     """
 
     base: TimeSampler
-    backward_fraction: float = attrs.field(default=0.5, validator=check_fraction)
+    backward_fraction: float = attrs.field(default=0.5, validator=unit_interval)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        pairs = self.base(n, step=step, total_steps=total_steps, generator=generator, device=device, dtype=dtype)
+    def __call__(self, draw: Draw) -> TimeSample:
+        pairs = self.base(draw)
         k = pairs.n_diagonal
-        flip = torch.rand(n - k, generator=generator, device=generator.device) < self.backward_fraction
-        flip = torch.cat([torch.zeros(k, dtype=torch.bool, device=flip.device), flip]).to(device)
+        on = draw.generator.device
+        flip = torch.rand(draw.n - k, generator=draw.generator, device=on) < self.backward_fraction
+        flip = torch.cat([torch.zeros(k, dtype=torch.bool, device=on), flip]).to(draw.device)
         s = torch.where(flip, pairs.t, pairs.s)
         t = torch.where(flip, pairs.s, pairs.t)
         return TimeSample(s=s, t=t, n_diagonal=k)

@@ -4,14 +4,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.time_samplers.common import assemble, check_fraction, diagonal_count
-from flowmap_core.protocols import TimeSample
+from components.time_samplers.common import assemble, diagonal_count
+from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-
-
-def _positive(instance: "LogitNormal", attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"LogitNormal.{attribute.name} must be positive, got {value}")
+from flowmap_core.validators import positive, unit_interval
 
 
 @register("time_sampler", "logit_normal")
@@ -22,24 +18,16 @@ class LogitNormal:
     `mean > 0` puts more times near the data (t = 1), `mean < 0` near the noise.
     """
 
-    diagonal_fraction: float = attrs.field(default=0.5, validator=check_fraction)
+    diagonal_fraction: float = attrs.field(default=0.5, validator=unit_interval)
     mean: float = 0.0
-    std: float = attrs.field(default=1.0, validator=_positive)
+    std: float = attrs.field(default=1.0, validator=positive)
 
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> Tensor:
         z = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
         return torch.sigmoid(self.mean + self.std * z)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        n_diag = diagonal_count(n, self.diagonal_fraction)
-        pairs = self._draw((n - n_diag, 2), generator, dtype).sort(dim=1).values
-        return assemble(self._draw((n_diag,), generator, dtype), pairs[:, 0], pairs[:, 1], device)
+    def __call__(self, draw: Draw) -> TimeSample:
+        n_diag = diagonal_count(draw.n, self.diagonal_fraction)
+        pairs = self._draw((draw.n - n_diag, 2), draw.generator, draw.dtype).sort(dim=1).values
+        diagonal = self._draw((n_diag,), draw.generator, draw.dtype)
+        return assemble(diagonal, pairs[:, 0], pairs[:, 1], draw.device)

@@ -3,9 +3,9 @@
 import attrs
 import torch
 
-from components.time_samplers.common import check_fraction
-from flowmap_core.protocols import TimeSample, TimeSampler
+from flowmap_core.protocols import Draw, TimeSample, TimeSampler
 from flowmap_core.registry import register
+from flowmap_core.validators import unit_interval
 
 
 def _step_counts(instance: "OnGrid", attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
@@ -24,26 +24,18 @@ class OnGrid:
     """
 
     base: TimeSampler
-    fraction: float = attrs.field(default=0.25, validator=check_fraction)
+    fraction: float = attrs.field(default=0.25, validator=unit_interval)
     step_counts: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8, 16), converter=tuple, validator=_step_counts)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        pairs = self.base(n, step=step, total_steps=total_steps, generator=generator, device=device, dtype=dtype)
-        n_grid = int(round((n - pairs.n_diagonal) * self.fraction))
+    def __call__(self, draw: Draw) -> TimeSample:
+        pairs = self.base(draw)
+        n_grid = int(round((draw.n - pairs.n_diagonal) * self.fraction))
         if n_grid == 0:
             return pairs
-        counts = torch.tensor(self.step_counts, dtype=dtype, device=generator.device)
-        k = counts[torch.randint(len(self.step_counts), (n_grid,), generator=generator, device=generator.device)]
-        i = torch.floor(torch.rand(n_grid, generator=generator, device=generator.device, dtype=dtype) * k)
-        s = torch.cat([pairs.s[:-n_grid], (i / k).to(device)])
-        t = torch.cat([pairs.t[:-n_grid], ((i + 1) / k).to(device)])
+        on = draw.generator.device
+        counts = torch.tensor(self.step_counts, dtype=draw.dtype, device=on)
+        k = counts[torch.randint(len(self.step_counts), (n_grid,), generator=draw.generator, device=on)]
+        i = torch.floor(torch.rand(n_grid, generator=draw.generator, device=on, dtype=draw.dtype) * k)
+        s = torch.cat([pairs.s[:-n_grid], (i / k).to(draw.device)])
+        t = torch.cat([pairs.t[:-n_grid], ((i + 1) / k).to(draw.device)])
         return TimeSample(s=s, t=t, n_diagonal=pairs.n_diagonal)

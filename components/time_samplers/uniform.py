@@ -5,16 +5,14 @@ import torch
 
 from components.time_samplers.common import (
     assemble,
-    check_fraction,
-    check_gap,
-    check_non_negative,
     diagonal_count,
     max_gap,
     place_gaps,
     uniform,
 )
-from flowmap_core.protocols import TimeSample
+from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
+from flowmap_core.validators import non_negative, unit_interval
 
 
 @register("time_sampler", "uniform")
@@ -28,28 +26,19 @@ class UniformTriangle:
     then s ~ U(0, 1 - d).
     """
 
-    diagonal_fraction: float = attrs.field(default=0.5, validator=check_fraction)
-    max_gap: float = attrs.field(default=1.0, validator=check_gap)
-    initial_gap: float = attrs.field(default=0.0, validator=check_gap)
-    anneal_steps: int = attrs.field(default=0, validator=check_non_negative)
+    diagonal_fraction: float = attrs.field(default=0.5, validator=unit_interval)
+    max_gap: float = attrs.field(default=1.0, validator=unit_interval)
+    initial_gap: float = attrs.field(default=0.0, validator=unit_interval)
+    anneal_steps: int = attrs.field(default=0, validator=non_negative)
 
     def gap(self, step: int) -> float:
         """The largest gap allowed at `step` (see `max_gap` in common.py)."""
         return max_gap(step, initial=self.initial_gap, final=self.max_gap, anneal_steps=self.anneal_steps)
 
-    def __call__(
-        self,
-        n: int,
-        *,
-        step: int,
-        total_steps: int,
-        generator: torch.Generator,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> TimeSample:
-        n_diag = diagonal_count(n, self.diagonal_fraction)
-        g = self.gap(step)
-        mass = uniform(n - n_diag, generator, dtype) * (2 * g - g * g)
+    def __call__(self, draw: Draw) -> TimeSample:
+        n_diag = diagonal_count(draw.n, self.diagonal_fraction)
+        g = self.gap(draw.step)
+        mass = uniform(draw.n - n_diag, draw.generator, draw.dtype) * (2 * g - g * g)
         d = 1 - torch.sqrt(1 - mass)
-        s, t = place_gaps(d, generator)
-        return assemble(uniform(n_diag, generator, dtype), s, t, device)
+        s, t = place_gaps(d, draw.generator)
+        return assemble(uniform(n_diag, draw.generator, draw.dtype), s, t, draw.device)

@@ -5,11 +5,7 @@ import torch
 
 from flowmap_core.registry import register
 from flowmap_core.typing import Scalar, Times, typechecked
-
-
-def _positive(instance: "Adaptive", attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"Adaptive.{attribute.name} must be positive, got {value}")
+from flowmap_core.validators import positive
 
 
 @register("weighting", "adaptive")
@@ -21,7 +17,7 @@ class Adaptive:
     """
 
     power: float = 1.0
-    offset: float = attrs.field(default=1e-3, validator=_positive)
+    offset: float = attrs.field(default=1e-3, validator=positive)
 
     @typechecked
     def __call__(self, per_example: Times, s: Times, t: Times) -> Scalar:

@@ -20,8 +20,10 @@ import torch
 
 from components.time_samplers.consistency import ConsistencySchedule
 from flowmap_core import cli, config, runs
+from flowmap_core.protocols import Draw
 from flowmap_core.trainer import Trainer
 
+CPU = torch.device("cpu")
 TOL = dict(rtol=1e-10, atol=1e-12)
 
 
@@ -169,14 +171,8 @@ def test_consistency_training_schedule():
     i = torch.arange(1, N + 1, dtype=torch.float64)
     karras = (0.002 ** (1 / 7) + (i - 1) / (N - 1) * (80 ** (1 / 7) - 0.002 ** (1 / 7))) ** 7
     torch.testing.assert_close(schedule.sigmas(N, torch.float64), karras)
-    pairs = schedule(
-        4096,
-        step=5000,
-        total_steps=K,
-        generator=torch.Generator().manual_seed(0),
-        device=torch.device("cpu"),
-        dtype=torch.float64,
-    )
+    generator = torch.Generator().manual_seed(0)
+    pairs = schedule(Draw(n=4096, step=5000, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
     index = (karras[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
     torch.testing.assert_close(karras[index], sigma_of(pairs.u))
     torch.testing.assert_close(karras[index + 1], sigma_of(pairs.s))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from components.time_samplers.beta_gap import BetaGap
 from components.time_samplers.uniform import UniformTriangle
 from flowmap_core import registry
+from flowmap_core.protocols import Draw
 from tests.instances import instances
 
 CPU = torch.device("cpu")
@@ -17,7 +18,7 @@ CPU = torch.device("cpu")
 
 def draw(sampler, n, seed=0, step=0):
     g = torch.Generator().manual_seed(seed)
-    return sampler(n, step=step, total_steps=10_000, generator=g, device=CPU, dtype=torch.float64)
+    return sampler(Draw(n=n, step=step, total_steps=10_000, generator=g, device=CPU, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("name, sampler", instances("time_sampler"))
@@ -68,7 +69,11 @@ def test_full_square_swaps_a_share():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message", [({"diagonal_fraction": 1.5}, "in \\[0, 1\\]"), ({"max_gap": -0.1}, "t - s")]
+    "kwargs, message",
+    [
+        ({"diagonal_fraction": 1.5}, r"diagonal_fraction must be in \[0, 1\]"),
+        ({"max_gap": -0.1}, r"max_gap must be in"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

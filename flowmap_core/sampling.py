@@ -4,7 +4,7 @@ Both start from Gaussian noise x0 at t = 0 and end at t = 1 (data), and report t
 number of network evaluations (NFE) they spent.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import attrs
 import torch
@@ -128,7 +128,3 @@ def _adaptive(velocity: Velocity, x0: Tensor, *, rtol: float, atol: float) -> Sa
     times = torch.tensor([0.0, 1.0], device=x0.device, dtype=x0.dtype)
     path = odeint(b, x0, times, method="dopri5", rtol=rtol, atol=atol)
     return Samples(x=path[-1], nfe=calls)
-
-
-def solver_names() -> Sequence[str]:
-    return [*SOLVERS, "dopri5"]

@@ -225,7 +225,7 @@ class Trainer:
         """Data, conditioning, noise and times for the next step, from this rank's generators."""
         n = self.local_batch
         batch = self.spec.dataset.sample(n, generator=self.host_generator, device=self.device, dtype=self.dtype)
-        if self.step == 0 or not self._checked_data:
+        if not self._checked_data:
             self._check_data(batch)
         cond = self.spec.conditioning(batch, generator=self.host_generator)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)

@@ -32,8 +32,10 @@ def test_time_sampler_laws(name, sampler, n, seed, step):
     assert torch.equal(pairs.s[:k], pairs.t[:k])
     if name != "full_square":
         assert (pairs.s[k:] <= pairs.t[k:]).all()
-    fraction = getattr(sampler, "diagonal_fraction", getattr(getattr(sampler, "base", None), "diagonal_fraction", 0))
-    assert k == round(n * fraction)
+    owner = sampler if hasattr(sampler, "diagonal_fraction") else getattr(sampler, "base", None)
+    if hasattr(owner, "diagonal_fraction"):
+        assert k == round(n * owner.diagonal_fraction)
+    assert 0 <= k <= n
     again = draw(sampler, n, seed, step)
     assert torch.equal(pairs.s, again.s) and torch.equal(pairs.t, again.t)
 
@@ -99,3 +101,16 @@ def test_consistency_schedule_grows_and_pairs_adjacent_levels():
     for pairs in (early, late):
         assert pairs.n_diagonal == 0 and (pairs.t == 1).all() and (pairs.s < pairs.u).all() and (pairs.u < 1).all()
     assert (late.u - late.s).mean() < (early.u - early.s).mean()
+
+
+def test_mixture_draws_each_share_from_its_sampler():
+    mixture = registry.build(
+        "time_sampler",
+        "mixture",
+        samplers=(UniformTriangle(diagonal_fraction=0.0), BetaGap(diagonal_fraction=0.0, concentration=(20.0, 1.0))),
+        weights=(3.0, 1.0),
+    )
+    pairs = draw(mixture, 40_000)
+    long_jumps = ((pairs.t - pairs.s) > 0.9).double().mean().item()
+    # a quarter from Beta(20, 1) (almost all > 0.9), three quarters uniform (1% > 0.9)
+    assert abs(long_jumps - (0.25 * 0.88 + 0.75 * 0.01)) < 0.02

@@ -6,16 +6,19 @@ is first imported: with the environment variable `FLOWMAP_TYPECHECK=1` (set by t
 suite's conftest and by `flowmap --typecheck`) every decorated call is checked by
 beartype through jaxtyping, and a wrong shape fails with a message naming the argument
 and the expected and actual shapes. Otherwise `typechecked` returns the function itself,
-so the training hot loop pays nothing.
+so the training hot loop pays nothing. Inside a region that `torch.compile` traces, the
+checks step aside (the compiler cannot trace beartype); they still run on every eager call.
 
 Do not add `from __future__ import annotations` to checked modules: jaxtyping needs the
 annotations as objects.
 """
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TypeVar
 
+import torch
 from jaxtyping import Bool, Float, Int, jaxtyped
 from torch import Tensor
 
@@ -55,4 +58,12 @@ def typechecked(fn: F) -> F:
         return fn
     from beartype import beartype
 
-    return jaxtyped(typechecker=beartype)(fn)
+    checked = jaxtyped(typechecker=beartype)(fn)
+
+    @functools.wraps(fn)
+    def checked_unless_compiling(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        return checked(*args, **kwargs)
+
+    return checked_unless_compiling  # type: ignore[return-value]

@@ -36,7 +36,9 @@ def build(config_file: str, bindings: list[str]) -> Trainer:
 
 
 class MinimalLoop:
-    """The LSD experiment's step written by hand, without the framework's abstractions."""
+    """The LSD experiment's step written by hand, without the framework's abstractions: half
+    the batch on the diagonal, a quarter of pairs with the triangle's gap density, a quarter
+    with a uniform gap opening from 0.1 to 1 over 1500 steps (gin/experiments/checkerboard_lsd.gin)."""
 
     def __init__(self, trainer: Trainer):
         spec = trainer.spec
@@ -55,10 +57,12 @@ class MinimalLoop:
         b = torch.rand(n, generator=g) - 2 * torch.randint(0, 2, (n,), generator=g) + torch.floor(a) % 2
         x1 = 2 * torch.stack([a, b], dim=1)
         x0 = torch.randn(n, 2, generator=g)
-        k = n // 2
+        k, m = n // 2, n // 4
         diag = torch.rand(k, generator=g)
-        mass = torch.rand(n - k, generator=g)
-        gap = 1 - torch.sqrt(1 - mass)
+        triangle = 1 - torch.sqrt(1 - torch.rand(m, generator=g))  # gap density 2 (1 - d)
+        widest = min(1.0, 0.1 + 0.9 * self.step / 1500)
+        flat = widest * torch.rand(n - k - m, generator=g)  # gap uniform on [0, widest]
+        gap = torch.cat([triangle, flat])
         s_off = torch.rand(n - k, generator=g) * (1 - gap)
         return x0, x1, torch.cat([diag, s_off]), torch.cat([diag, s_off + gap])
 
@@ -136,7 +140,7 @@ def main() -> None:
     minimal = MinimalLoop(framework)
     x0, x1, s, t = minimal.draw()
     probe = StepInput(batch=Batch(x1=x1), x0=x0, times=TimeSample(s=s, t=t, n_diagonal=len(s) // 2))
-    ours = float(framework.loss(probe)[0])
+    ours = float(framework.loss(probe)[0].detach())
     theirs = float(minimal.loss(x0, x1, s, t))
     print(f"\nSame math: framework loss {ours:.6f}, minimal loop {theirs:.6f} on identical inputs")
     contenders = {

@@ -141,7 +141,7 @@ def main() -> None:
     x0, x1, s, t = minimal.draw()
     probe = StepInput(batch=Batch(x1=x1), x0=x0, times=TimeSample(s=s, t=t, n_diagonal=len(s) // 2))
     ours = float(framework.loss(probe)[0].detach())
-    theirs = float(minimal.loss(x0, x1, s, t))
+    theirs = float(minimal.loss(x0, x1, s, t).detach())
     print(f"\nSame math: framework loss {ours:.6f}, minimal loop {theirs:.6f} on identical inputs")
     contenders = {
         "framework": lambda: framework.optimise(framework.draw()),

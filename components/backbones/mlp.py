@@ -9,6 +9,8 @@ from components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
 
 @register("backbone", "mlp")
 class MLP(nn.Module):
@@ -31,12 +33,14 @@ class MLP(nn.Module):
         depth: int = 4,
         octaves: int = 8,
         space_octaves: int = 0,
-        activation: type[nn.Module] = nn.GELU,
+        activation: str = "gelu",
         num_classes: int | None = None,
         guidance: bool = False,
         label_features: int = 32,
     ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         if depth < 1 or width < 1 or heads < 1:
             raise ValueError(f"MLP needs depth, width and heads >= 1; got depth={depth}, width={width}, heads={heads}")
         self.data_shape = tuple(data_shape)
@@ -54,7 +58,7 @@ class MLP(nn.Module):
         if self.guidance_features is not None:
             fan_in += self.guidance_features.dim
         for _ in range(depth):
-            layers += [nn.Linear(fan_in, width), activation()]
+            layers += [nn.Linear(fan_in, width), ACTIVATIONS[activation]()]
             fan_in = width
         self.hidden = nn.Sequential(*layers)
         self.out = nn.Linear(width, heads * dim)

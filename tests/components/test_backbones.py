@@ -35,3 +35,14 @@ def test_mlp_starts_at_identity_map():
     net = registry.build("backbone", "mlp", data_shape=(2,))
     x, s, t = torch.randn(4, 2), torch.rand(4), torch.rand(4)
     assert net(x, s, t).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "relu", "tanh"])
+def test_mlp_activation_by_name(activation):
+    net = registry.build("backbone", "mlp", data_shape=(2,), activation=activation)
+    assert type(net.hidden[1]).__name__.lower() == activation
+
+
+def test_mlp_unknown_activation_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown activation 'swish'; known: gelu, silu, relu, tanh"):
+        registry.build("backbone", "mlp", data_shape=(2,), activation="swish")

@@ -26,13 +26,18 @@ from flowmap_core.protocols import (
 @gin.register("evaluate")
 @attrs.frozen(kw_only=True)
 class EvalSpec:
-    """How runs are scored (gin `evaluate.<field>`): the metric, step counts, sample size."""
+    """How runs are scored (gin `evaluate.<field>`): the metric, step counts, sample size.
+
+    Samples are drawn `chunk` at a time: small chunks keep the activations in cache and
+    avoid allocating and faulting in fresh pages for every layer (on a 2-core CPU, chunks
+    of 8192 against 50,000 cut the system time of an evaluation from 47 s to under 1 s).
+    """
 
     metric: Metric = gin.REQUIRED
     sampler: Sampler = gin.REQUIRED
     step_counts: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8, 16), converter=tuple)
     num_samples: int = 200_000
-    chunk: int = 50_000
+    chunk: int = 8192
     plot_samples: int = 20_000
     seed: int = 1234
     guidance_scales: tuple[float, ...] = attrs.field(default=(), converter=tuple)

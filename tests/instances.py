@@ -48,6 +48,7 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
 VARIANTS: dict[tuple[str, str], list[Callable[[], Any]]] = {
     ("objective", "psd"): [lambda: PSD(h=None)],
     ("objective", "esd"): [lambda: ESD(velocity=ConditionalVelocity(), stopgrad=MeanVelocityStopGradient())],
+    ("time_sampler", "on_grid"): [lambda: OnGrid(base=UniformTriangle(), fraction=0.5, whole_path=True)],
 }
 
 

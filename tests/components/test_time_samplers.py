@@ -114,3 +114,20 @@ def test_mixture_draws_each_share_from_its_sampler():
     long_jumps = ((pairs.t - pairs.s) > 0.9).double().mean().item()
     # a quarter from Beta(20, 1) (almost all > 0.9), three quarters uniform (1% > 0.9)
     assert abs(long_jumps - (0.25 * 0.88 + 0.75 * 0.01)) < 0.02
+
+
+@pytest.mark.parametrize("whole_path", [False, True])
+def test_on_grid_pairs_start_on_a_sampling_grid(whole_path):
+    """Grid pairs start at i / k; they end at (i + 1) / k, or anywhere on that jump with `whole_path`."""
+    sampler = registry.build("time_sampler", "on_grid", base=UniformTriangle(), fraction=1.0, whole_path=whole_path)
+    pairs = draw(sampler, 4000)
+    s, t = pairs.s[pairs.n_diagonal :], pairs.t[pairs.n_diagonal :]
+    k = torch.tensor([1, 2, 4, 8, 16], dtype=torch.float64)
+    on_grid = lambda v: (v[:, None] * k - torch.round(v[:, None] * k)).abs() < 1e-12  # noqa: E731
+    starts = on_grid(s)
+    jump = (t - s)[:, None] * k
+    if whole_path:
+        assert ((jump > 0) & (jump <= 1 + 1e-12) & starts).any(dim=1).all()
+        assert not on_grid(t).any(dim=1).all()
+    else:
+        assert (((jump - 1).abs() < 1e-12) & starts).any(dim=1).all()

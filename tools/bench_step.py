@@ -1,8 +1,10 @@
 """Time a training step: each objective against flow matching, and the framework's tax.
 
     python tools/bench_step.py [--steps 60] [--rounds 5] [--config experiments/checkerboard_lsd.gin]
+                               [--variant 'BINDING[; BINDING]' ...]
 
-Two tables, both measured in this one process, so machine load cancels in the ratios:
+Two tables, both measured in this one process, so machine load cancels in the ratios
+(a third with --variant):
 
 1. step cost of each method's experiment (`gin/experiments/checkerboard_<method>.gin`)
    relative to the flow-matching step at the same batch and network;
@@ -11,6 +13,10 @@ Two tables, both measured in this one process, so machine load cancels in the ra
    same data and time sampling, flow matching on half the batch, LSD with a frozen
    teacher on the other half, Adam, gradient clipping, cosine schedule, EMA). Before
    timing, both compute the loss on identical inputs to show they agree.
+
+3. with `--variant`, the step of `--config` with each variant's bindings (separated by
+   ';') against the step of `--config` as is: what a change of network, batch or
+   optimiser costs before you train with it.
 
 Timings interleave the contenders in rounds and report the median step time of each.
 """
@@ -114,13 +120,31 @@ def median_step_times(contenders: dict[str, callable], steps: int, rounds: int) 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def time_variants(config_file: str, variants: list[str], steps: int, rounds: int) -> None:
+    """Table 3: the step of `config_file` with each variant's bindings against it as is."""
+    trainers = {"as is": build(config_file, [])}
+    for variant in variants:
+        trainers[variant] = build(config_file, [b.strip() for b in variant.split(";") if b.strip()])
+    times = median_step_times({name: (lambda t=t: t.optimise(t.draw())) for name, t in trainers.items()}, steps, rounds)
+    print(f"Step cost of variants of {config_file} ({torch.get_num_threads()} threads)\n")
+    print("| variant | ms / step | ratio |\n|---|---|---|")
+    for name, seconds in times.items():
+        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / times['as is']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="steps per timing round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--config", default="experiments/checkerboard_lsd.gin", help="config for the framework tax")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="gin bindings to time against --config, ';'-separated"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.variant:
+        time_variants(args.config, args.variant, args.steps, args.rounds)
+        return
 
     trainers = {m: build(f"experiments/checkerboard_{m}.gin", []) for m in METHODS}
     per_method = median_step_times(

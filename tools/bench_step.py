@@ -105,6 +105,11 @@ class MinimalLoop:
         return value
 
 
+def step_of(trainer: Trainer) -> callable:
+    """One gin-wired training step of `trainer`, as a contender to time."""
+    return lambda: trainer.optimise(trainer.draw())
+
+
 def median_step_times(contenders: dict[str, callable], steps: int, rounds: int) -> dict[str, float]:
     """Median seconds per step of each contender, timed in interleaved rounds."""
     times = {name: [] for name in contenders}
@@ -125,7 +130,7 @@ def time_variants(config_file: str, variants: list[str], steps: int, rounds: int
     trainers = {"as is": build(config_file, [])}
     for variant in variants:
         trainers[variant] = build(config_file, [b.strip() for b in variant.split(";") if b.strip()])
-    times = median_step_times({name: (lambda t=t: t.optimise(t.draw())) for name, t in trainers.items()}, steps, rounds)
+    times = median_step_times({name: step_of(t) for name, t in trainers.items()}, steps, rounds)
     print(f"Step cost of variants of {config_file} ({torch.get_num_threads()} threads)\n")
     print("| variant | ms / step | ratio |\n|---|---|---|")
     for name, seconds in times.items():
@@ -147,9 +152,7 @@ def main() -> None:
         return
 
     trainers = {m: build(f"experiments/checkerboard_{m}.gin", []) for m in METHODS}
-    per_method = median_step_times(
-        {m: (lambda t=t: t.optimise(t.draw())) for m, t in trainers.items()}, args.steps, args.rounds
-    )
+    per_method = median_step_times({m: step_of(t) for m, t in trainers.items()}, args.steps, args.rounds)
     spec = trainers["fm"].spec
     print(
         f"Step cost against flow matching (batch {spec.batch_size}, {type(trainers['fm'].net).__name__}, "
@@ -168,7 +171,7 @@ def main() -> None:
     theirs = float(minimal.loss(x0, x1, s, t).detach())
     print(f"\nSame math: framework loss {ours:.6f}, minimal loop {theirs:.6f} on identical inputs")
     contenders = {
-        "framework": lambda: framework.optimise(framework.draw()),
+        "framework": step_of(framework),
         "minimal": lambda: minimal.optimise(minimal.draw()),
     }
     tax = median_step_times(contenders, args.steps, args.rounds)

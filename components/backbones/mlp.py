@@ -19,6 +19,7 @@ class MLP(nn.Module):
     The official checkerboard network is 4 hidden layers of 512 with GELU on (s, t, x);
     here each time also gets `octaves` Fourier octaves, and each coordinate of x
     `space_octaves` octaves of base frequency pi / 4 (one period over [-4, 4]; 0: raw x).
+    `activation` names the nonlinearity, one of `ACTIVATIONS`.
     With `num_classes`, a learned embedding of the label (-1: no class) joins the input;
     with `guidance`, Fourier features of the guidance scale w. The last layer starts at
     zero, so the initial map is the identity, its velocity zero.

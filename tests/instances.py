@@ -25,6 +25,7 @@ from components.time_samplers.beta_gap import BetaGap
 from components.time_samplers.full_square import FullSquare
 from components.time_samplers.mixture import Mixture
 from components.time_samplers.on_grid import OnGrid
+from components.time_samplers.shift import Shift
 from components.time_samplers.uniform import UniformTriangle
 from components.velocities.conditional import ConditionalVelocity
 from flowmap_core import registry
@@ -39,6 +40,7 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
     ("time_sampler", "full_square"): lambda: FullSquare(base=UniformTriangle()),
     ("dataset", "points"): lambda: Points(path=str(points_file())),
     ("time_sampler", "on_grid"): lambda: OnGrid(base=UniformTriangle(), fraction=0.5),
+    ("time_sampler", "shift"): lambda: Shift(base=UniformTriangle(), factor=3.0),
     ("time_sampler", "mixture"): lambda: Mixture(
         samplers=(UniformTriangle(), BetaGap(concentration=(2.0, 1.0))), weights=(1.0, 1.0)
     ),

@@ -8,5 +8,6 @@ from components.time_samplers import (  # noqa: F401
     logit_normal,
     mixture,
     on_grid,
+    shift,
     uniform,
 )

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components.time_samplers.beta_gap import BetaGap
+from components.time_samplers.shift import Shift, shift_time
 from components.time_samplers.uniform import UniformTriangle
 from flowmap_core import registry
 from flowmap_core.protocols import Draw
@@ -131,3 +132,15 @@ def test_on_grid_pairs_start_on_a_sampling_grid(whole_path):
         assert not on_grid(t).any(dim=1).all()
     else:
         assert (((jump - 1).abs() < 1e-12) & starts).any(dim=1).all()
+
+
+def test_shift_moves_times_toward_data():
+    factor = 3.0
+    shifted = draw(Shift(base=UniformTriangle(diagonal_fraction=1.0), factor=factor), 200_000).t
+    # a uniform time becomes density a / (a - (a - 1) tau)^2: CDF tau / (a - (a - 1) tau)
+    for tau in (0.25, 0.5, 0.9):
+        cdf = tau / (factor - (factor - 1) * tau)
+        assert abs((shifted <= tau).double().mean().item() - cdf) < 0.005
+    assert torch.equal(shift_time(torch.tensor([0.0, 1.0]), factor), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="factor must be positive"):
+        Shift(base=UniformTriangle(), factor=0.0)

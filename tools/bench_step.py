@@ -44,13 +44,14 @@ def build(config_file: str, bindings: list[str]) -> Trainer:
 class MinimalLoop:
     """The LSD experiment's step written by hand, without the framework's abstractions: half
     the batch on the diagonal, a quarter of pairs with the triangle's gap density, a quarter
-    with a uniform gap opening from 0.1 to 1 over 1500 steps (gin/experiments/checkerboard_lsd.gin)."""
+    with a uniform gap opening from 0.1 to 1 over 1500 steps, every time shifted toward the
+    data by u -> 2 u / (1 + u), Adam with beta2 = 0.99 (gin/experiments/checkerboard_lsd.gin)."""
 
     def __init__(self, trainer: Trainer):
         spec = trainer.spec
         self.net = copy.deepcopy(trainer.net)
         self.ema = copy.deepcopy(trainer.net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=trainer.base_lrs[0])
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=trainer.base_lrs[0], betas=(0.9, 0.99))
         self.base_lr = trainer.base_lrs[0]
         self.batch, self.steps, self.clip = spec.batch_size, spec.steps, spec.grad_clip
         self.rate = spec.ema_rates[0]
@@ -70,7 +71,8 @@ class MinimalLoop:
         flat = widest * torch.rand(n - k - m, generator=g)  # gap uniform on [0, widest]
         gap = torch.cat([triangle, flat])
         s_off = torch.rand(n - k, generator=g) * (1 - gap)
-        return x0, x1, torch.cat([diag, s_off]), torch.cat([diag, s_off + gap])
+        s, t = torch.cat([diag, s_off]), torch.cat([diag, s_off + gap])
+        return x0, x1, 2 * s / (1 + s), 2 * t / (1 + t)
 
     def X(self, net, x, s, t):
         return x + (t - s)[:, None] * net(x, s, t)[:, 0]

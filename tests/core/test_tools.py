@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 
@@ -28,3 +30,25 @@ def test_bench_step_times_variants_against_the_config():
     out = bench_step("--variant", "train.batch_size=64; optimizer.adam.lr=1e-3")
     assert re.search(r"^\| as is \| [\d.]+ \| 1.00 \|$", out, re.M), out
     assert re.search(r"^\| train.batch_size=64; optimizer.adam.lr=1e-3 \| [\d.]+ \| [\d.]+ \|$", out, re.M), out
+
+
+def test_grid_with_one_whole_jump():
+    sys.path.insert(0, str(TOOLS))
+    from jump_errors import grid_with_whole_jump
+
+    assert grid_with_whole_jump(4, 2, None).tolist() == pytest.approx([i / 8 for i in range(9)])
+    assert grid_with_whole_jump(4, 2, 3).tolist() == pytest.approx([0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0])
+    assert grid_with_whole_jump(2, 3, 0).tolist() == pytest.approx([0, 0.5, 4 / 6, 5 / 6, 1.0])
+
+
+def test_jump_errors_prints_a_row_per_jump(smoke_run):
+    command = [sys.executable, str(TOOLS / "jump_errors.py"), str(smoke_run), "--steps", "2", "--refine", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| (.+?) \| (\d+) \| ([\d.]+) \|$", done.stdout, re.M)
+    assert [(name, int(jumps)) for name, jumps, _ in rows] == [
+        ("2 steps", 2),
+        ("every jump refined x2", 4),
+        ("refined, jump 0 -> 0.5 whole", 3),
+        ("refined, jump 0.5 -> 1 whole", 3),
+    ]

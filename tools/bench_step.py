@@ -166,6 +166,9 @@ def main() -> None:
         print(f"| {m} | {1e3 * per_method[m]:.1f} | {per_method[m] / per_method['fm']:.2f} |")
 
     framework = build(args.config, [])
+    with torch.no_grad():  # off the zero-initialised output layer, so the probe's loss depends on every term
+        for p in framework.net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     minimal = MinimalLoop(framework)
     x0, x1, s, t = minimal.draw()
     probe = StepInput(batch=Batch(x1=x1), x0=x0, times=TimeSample(s=s, t=t, n_diagonal=len(s) // 2))

@@ -26,7 +26,8 @@ class Shift:
     a the density of a uniform time becomes a / (a - (a - 1) tau)^2, a times denser at
     tau = 1 than uniform and a times sparser at 0. On the checkerboard the few-step error
     sits in the last jump, where the squares' edges form, and a > 1 moves pairs there.
-    (Stable Diffusion 3's timestep shift, written for time 1 = data.)
+    (The form of Stable Diffusion 3's timestep shift, applied to our time, where 1 is data:
+    a > 1 favours the data end, where SD3's, applied to its noise level, favours noise.)
     """
 
     base: TimeSampler

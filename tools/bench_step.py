@@ -45,13 +45,14 @@ class MinimalLoop:
     """The LSD experiment's step written by hand, without the framework's abstractions: half
     the batch on the diagonal, a quarter of pairs with the triangle's gap density, a quarter
     with a uniform gap opening from 0.1 to 1 over 1500 steps, every time shifted toward the
-    data by u -> 2 u / (1 + u), Adam with beta2 = 0.99 (gin/experiments/checkerboard_lsd.gin)."""
+    data by u -> 2 u / (1 + u), Adam with the config's lr and betas (gin/experiments/checkerboard_lsd.gin)."""
 
     def __init__(self, trainer: Trainer):
         spec = trainer.spec
         self.net = copy.deepcopy(trainer.net)
         self.ema = copy.deepcopy(trainer.net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=trainer.base_lrs[0], betas=(0.9, 0.99))
+        betas = trainer.optimizer.defaults["betas"]
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=trainer.base_lrs[0], betas=betas)
         self.base_lr = trainer.base_lrs[0]
         self.batch, self.steps, self.clip = spec.batch_size, spec.steps, spec.grad_clip
         self.rate = spec.ema_rates[0]

@@ -5,11 +5,7 @@ import torch
 
 from flowmap_core.protocols import Draw, TimeSample, TimeSampler
 from flowmap_core.registry import register
-
-
-def _positive(instance: "Shift", attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"Shift.factor must be positive, got {value}")
+from flowmap_core.validators import positive
 
 
 def shift_time(u: torch.Tensor, factor: float) -> torch.Tensor:
@@ -31,7 +27,7 @@ class Shift:
     """
 
     base: TimeSampler
-    factor: float = attrs.field(default=2.0, validator=_positive)
+    factor: float = attrs.field(default=2.0, validator=positive)
 
     def __call__(self, draw: Draw) -> TimeSample:
         pairs = self.base(draw)

@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(error, FlowmapError) or os.environ.get("FLOWMAP_TRACEBACK"):
             raise
-        print(f"flowmap: error: {error}", file=sys.stderr)
+        print(f"flowmap: error: {_without_gin_context(str(error))}", file=sys.stderr)
         return 2
+
+
+def _without_gin_context(message: str) -> str:
+    """The message without the "In call to configurable ..." lines gin appends: our errors
+    name the binding themselves."""
+    return "\n".join(line for line in message.splitlines() if not line.startswith("  In call to configurable"))
 
 
 def _components(args: argparse.Namespace, imports: list[str]) -> int:

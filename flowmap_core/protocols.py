@@ -14,7 +14,7 @@ Each family is declared here with the attributes its members must have; a compon
 joins a family with `flowmap_core.registry.register(family, name)`.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -276,6 +276,46 @@ class Dataset(Protocol):
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Batch: ...
 
 
+@attrs.frozen
+class StreamRequest:
+    """What a streaming dataset is asked for: batches of `batch_size` examples for process
+    `rank` of `world_size`, on `device` in `dtype`, its randomness drawn from `seed`.
+
+    `step` is the training step the stream starts at: 0 for a new run, the checkpoint's
+    step on resume. A stream's order depends on (seed, rank, step) alone, so resuming the
+    same checkpoint twice gives the same batches (see `StreamingDataset`).
+    """
+
+    batch_size: int
+    seed: int
+    step: int = 0
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+
+@runtime_checkable
+class StreamingDataset(Protocol):
+    """A source of data read in one pass or endlessly, not drawn from memory: sharded archives
+    on a disk or an object store. `data_shape` excludes the batch dimension.
+
+    `stream(request)` yields batches forever, each process and loader worker reading its
+    own shards. A resumed run does not replay the interrupted stream sample by sample: the
+    stream starts afresh from (seed, rank, step), so the resumed run sees the same data
+    distribution in a different order, and two resumes of one checkpoint are identical.
+    `read(limit)` is the first `limit` examples of one unshuffled pass (all when None), for
+    references and evaluation.
+    """
+
+    data_shape: tuple[int, ...]
+    num_classes: int | None
+
+    def stream(self, request: StreamRequest) -> Iterator[Batch]: ...
+
+    def read(self, limit: int | None = None) -> Batch: ...
+
+
 @runtime_checkable
 class DensityDataset(Dataset, Protocol):
     """A 2D dataset whose exact probability of any axis-aligned bin is known."""
@@ -304,6 +344,17 @@ class Metric(Protocol):
     name: str
 
     def __call__(self, samples: Tensor, dataset: Dataset) -> float: ...
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """A fixed network that maps images `(batch, channels, height, width)` with values in
+    [-1, 1] to feature vectors `(batch, dim)`, for Fréchet distances between image sets."""
+
+    name: str
+    dim: int
+
+    def __call__(self, images: Tensor) -> Tensor: ...
 
 
 @runtime_checkable
@@ -397,10 +448,11 @@ declare_family("time_sampler", "distributions of the (s, t) pairs of a batch", (
 declare_family("backbone", "networks (x, s, t) -> (batch, heads, *shape)", ("forward",))
 declare_family(
     "dataset",
-    "data sources with their shape (and exact densities where known)",
-    ("data_shape", "num_classes", "sample"),
+    "data sources with their shape: drawn from memory (`sample`) or streamed from shards (`stream`)",
+    ("data_shape", "num_classes"),
 )
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
+declare_family("features", "fixed image feature extractors for Fréchet distances", ("name", "dim", "__call__"))
 declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
 declare_family(
     "conditioning",
@@ -425,6 +477,7 @@ __all__ = [
     "DensityDataset",
     "Draw",
     "ExactFlow",
+    "FeatureExtractor",
     "FlowMapLike",
     "Interpolant",
     "InterpolantPoint",
@@ -437,6 +490,8 @@ __all__ = [
     "Parameterisation",
     "Sampler",
     "StopGradient",
+    "StreamingDataset",
+    "StreamRequest",
     "Teacher",
     "VelocitySource",
     "TimeSample",

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import distributed
+from flowmap_core import data, distributed
 from flowmap_core.ema import EMA
 from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
@@ -45,6 +45,8 @@ from flowmap_core.protocols import (
     Objective,
     ObjectiveInput,
     Parameterisation,
+    StreamingDataset,
+    StreamRequest,
     Teacher,
     TimeSample,
     TimeSampler,
@@ -96,7 +98,7 @@ class TrainSpec:
     TensorFloat-32 matmuls on CUDA.
     """
 
-    dataset: Dataset = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    dataset: Dataset | StreamingDataset = attrs.field(default=gin.REQUIRED, validator=_not_required)
     backbone: Callable[..., nn.Module] = attrs.field(default=gin.REQUIRED, validator=_not_required)
     parameterisation: Parameterisation = attrs.field(default=gin.REQUIRED, validator=_not_required)
     interpolant: Interpolant = attrs.field(default=gin.REQUIRED, validator=_not_required)
@@ -210,6 +212,7 @@ class Trainer:
         self.elapsed = 0.0
         self._stop_signal: int | None = None
         self._checked_data = False
+        self._batches: Iterator[Batch] | None = None
 
         if self.run_dir is not None:
             self._prepare_run_dir(resume=resume, force=force)
@@ -224,7 +227,9 @@ class Trainer:
     def draw(self) -> StepInput:
         """Data, conditioning, noise and times for the next step, from this rank's generators."""
         n = self.local_batch
-        batch = self.spec.dataset.sample(n, generator=self.host_generator, device=self.device, dtype=self.dtype)
+        if self._batches is None:
+            self._batches = data.batches(self.spec.dataset, self.stream_request(), self.host_generator)
+        batch = next(self._batches)
         if not self._checked_data:
             self._check_data(batch)
         cond = self.spec.conditioning(batch, generator=self.host_generator)
@@ -240,6 +245,18 @@ class Trainer:
             )
         )
         return StepInput(batch=batch, x0=x0, times=times, cond=cond)
+
+    def stream_request(self) -> StreamRequest:
+        """What this process asks the dataset for: its share of the batch, from the current step on."""
+        return StreamRequest(
+            batch_size=self.local_batch,
+            seed=self.spec.seed,
+            step=self.step,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            device=self.device,
+            dtype=self.dtype,
+        )
 
     def _check_data(self, batch: Batch) -> None:
         """The first batch must be what the backbone was built for."""
@@ -407,6 +424,7 @@ class Trainer:
         self.consecutive_skips = found.state["consecutive_skips"]
         self.ema.updates = found.state["ema_updates"]
         self.elapsed = found.state["elapsed_s"]
+        self._batches = None  # a stream restarts from the restored step
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (rank 0, with a run directory)."""

@@ -1,0 +1,36 @@
+"""Where a run's batches come from: drawn from memory, or streamed from shards.
+
+The trainer asks `batches(dataset, request, generator)` once (again after a resume) and
+then takes `next()` of it every step; it never asks what kind of dataset it has.
+A `StreamingDataset` supplies its own stream; any other `Dataset` is drawn with
+`dataset.sample(n, generator=...)` from the trainer's host generator, lazily, one batch
+per `next()`, so the generator's checkpointed state replays the same data on resume.
+"""
+
+from collections.abc import Iterator
+
+import torch
+
+from flowmap_core.errors import FlowmapError
+from flowmap_core.protocols import Batch, Dataset, StreamingDataset, StreamRequest
+
+
+class DatasetError(FlowmapError, TypeError):
+    """A dataset that neither draws samples nor streams them."""
+
+
+def batches(dataset: Dataset | StreamingDataset, request: StreamRequest, generator: torch.Generator) -> Iterator[Batch]:
+    """The batches of `request.batch_size` examples this process trains on, from `request.step` on."""
+    if isinstance(dataset, StreamingDataset):
+        return dataset.stream(request)
+    if callable(getattr(dataset, "sample", None)):
+        return _drawn(dataset, request, generator)
+    raise DatasetError(
+        f"train.dataset: {type(dataset).__name__} has neither sample(n, generator=...) nor stream(request); "
+        "a dataset must draw batches from memory or stream them (see flowmap_core/protocols.py)"
+    )
+
+
+def _drawn(dataset: Dataset, request: StreamRequest, generator: torch.Generator) -> Iterator[Batch]:
+    while True:
+        yield dataset.sample(request.batch_size, generator=generator, device=request.device, dtype=request.dtype)

@@ -1,3 +1,3 @@
 """Sample-quality metrics (family `metric`)."""
 
-from components.metrics import histogram_kl  # noqa: F401
+from components.metrics import frechet, histogram_kl  # noqa: F401

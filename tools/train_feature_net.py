@@ -13,6 +13,12 @@ It also reports the Fréchet noise floor: the distance between the features of n
 and n test images (n = min(10000, test count)), two samples of the real distribution.
 A model's `fd_classifier` at the same sample size is to be read against it. Bind the
 weights with `features.classifier.weights = "DIR"` (the tool prints the line).
+
+Fashion-MNIST (`tools/make_shards.py /usr/share/datasets/fashion-mnist DIR`) with the
+defaults: 91.7% test accuracy, noise floor 0.035 (the features' total variance tr S is
+137), 4 min 46 s of wall time with `--threads 1` on 2 CPU cores shared with other jobs
+(of which 247 s training); a cache hit takes 4 s. On a busy machine one thread is much
+faster than two.
 """
 
 import argparse

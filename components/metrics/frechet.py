@@ -9,7 +9,6 @@ Landau 1982; FID, Heusel et al. 2017, is this distance in Inception-v3 features)
 Everything is computed in float64 on the CPU, whatever the features' dtype and device.
 """
 
-import sys
 from collections.abc import Iterable
 
 import attrs
@@ -144,6 +143,12 @@ class FrechetDistance:
     dataset (the first n of one unshuffled pass) and `dataset.sample(n)` with the seed
     `reference_seed` otherwise. The distance is biased upward at finite sizes: compare
     scores at equal sample counts, next to the distance between two sets of real images.
+
+    In gin::
+
+        evaluate.metric = @metric.frechet()
+        metric.frechet.features = @features.classifier()
+        features.classifier.weights = "~/.cache/flowmap/feature_nets/<hash>"
     """
 
     features: FeatureExtractor = attrs.field(validator=_check_extractor)
@@ -165,7 +170,7 @@ class FrechetDistance:
                 f"{self.name} scores image batches shaped (n >= 2, channels, height, width); got {what} of shape "
                 f"{tuple(images.shape)}"
             )
-        disable = None if self.progress and sys.stderr.isatty() else True
+        disable = None if self.progress else True  # None: shown on a terminal only
         with tqdm(total=images.shape[0], desc=f"{self.name}: {what}", unit="img", disable=disable, leave=False) as bar:
             total = None
             for chunk in images.split(self.batch):

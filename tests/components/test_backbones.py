@@ -6,17 +6,29 @@ import torch
 from flowmap_core import registry
 from flowmap_core.autodiff import jvp
 
-SHAPES = [(2,), (3, 4)]
+FLAT = ([(2,), (3, 4)], {})
+"""Data shapes and builder arguments of a backbone that takes any shape."""
+CASES = {
+    "unet": (
+        [(1, 8, 8), (3, 8, 8)],
+        {"channels": 8, "channel_multipliers": (1, 2), "blocks": 1, "attention_resolutions": (4,)},
+    ),
+}
+"""Backbones that need other shapes (images) or small sizes: (data shapes, builder arguments)."""
 
 
 def backbones():
-    return [pytest.param(name, shape, id=f"{name}-{shape}") for name in registry.names("backbone") for shape in SHAPES]
+    return [
+        pytest.param(name, shape, CASES.get(name, FLAT)[1], id=f"{name}-{shape}")
+        for name in registry.names("backbone")
+        for shape in CASES.get(name, FLAT)[0]
+    ]
 
 
-@pytest.mark.parametrize("name, shape", backbones())
+@pytest.mark.parametrize("name, shape, kwargs", backbones())
 @pytest.mark.parametrize("heads", [1, 2])
-def test_backbone_contract(name, shape, heads):
-    net = registry.build("backbone", name, data_shape=shape, heads=heads).double()
+def test_backbone_contract(name, shape, kwargs, heads):
+    net = registry.build("backbone", name, data_shape=shape, heads=heads, **kwargs).double()
     for parameter in net.parameters():  # leave the zero-initialised output layer behind
         torch.nn.init.normal_(parameter, std=0.3)
     g = torch.Generator().manual_seed(0)

@@ -1,0 +1,207 @@
+"""A DDPM++ / EDM-style UNet on images (x, s, t) -> (batch, heads, C, H, W), fit for JVPs."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from components.backbones.time_features import FourierTimeFeatures
+from components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
+from flowmap_core.registry import register
+from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
+
+
+@register("backbone", "unet")
+class UNet(nn.Module):
+    """A DDPM++ / EDM-style UNet for images of shape `data_shape = (C, H, W)`.
+
+    Layout: a 3x3 input conv; an encoder with one level per entry of
+    `channel_multipliers`, each `blocks` residual blocks of `channels * multiplier`
+    channels, and a stride-2 conv halving the size between levels; a middle of two
+    residual blocks; a decoder mirroring the encoder with `blocks + 1` residual blocks per
+    level, each fed the previous output concatenated with an encoder activation (skip
+    connection), and nearest upsampling plus a 3x3 conv between levels; GroupNorm, SiLU and
+    a 3x3 output conv to `heads * C` channels. The output conv starts at zero, so a fresh
+    network outputs exactly zero (the initial map is the identity, its velocity zero); the
+    last conv of each residual and attention branch starts at zero as well.
+
+    Blocks (`components.backbones.unet_blocks`): residual blocks are GroupNorm, SiLU, 3x3
+    conv, GroupNorm with an adaptive scale and shift from the embedding, SiLU, dropout,
+    3x3 conv. Levels whose resolution (height in pixels: H, H/2, ...) is listed in
+    `attention_resolutions` follow each residual block with multi-head self-attention
+    (`scaled_dot_product_attention`, `attention_head_channels` channels per head); the
+    middle's first block has attention if the lowest resolution is listed.
+
+    Embedding: `octaves` Fourier octaves of s and of t (see `FourierTimeFeatures`),
+    concatenated, through Linear, SiLU, Linear, SiLU to `embedding_channels` (default
+    `4 * channels`). With `num_classes`, a learned embedding of the label (-1: no class,
+    an extra row) is added after the first Linear; with `guidance`, Fourier features of
+    the guidance scale w join the times' features.
+
+    Parameters:
+        data_shape: (channels, height, width) of the images.
+        heads: number of `C`-channel outputs (from the parameterisation).
+        channels: base channel count.
+        channel_multipliers: channels of each level, as multiples of `channels`; with L
+            entries, H and W must divide by 2^(L-1) (28x28: at most 3 levels).
+        blocks: residual blocks per level in the encoder (the decoder has one more).
+        attention_resolutions: resolutions (in pixels) with self-attention, e.g. (7,) or (16, 8).
+        attention_head_channels: channels per attention head (fewer channels: one head).
+        dropout: dropout rate inside the residual blocks.
+        octaves: Fourier octaves of each time.
+        embedding_channels: width of the time (and label, guidance) embedding.
+        num_classes: number of classes for class-conditional maps (None: unconditional).
+        guidance: whether the network takes a guidance scale per example.
+
+    GroupNorm and attention compute in at least float32 and cast back, so that JVPs and
+    their backward pass run under bfloat16 autocast (see `unet_blocks`).
+
+    The defaults are the sizes of the paper's CelebA-64 network (128 channels,
+    multipliers 1, 2, 3, 4, 3 blocks, attention at 16 and 8).
+    """
+
+    def __init__(
+        self,
+        *,
+        data_shape: tuple[int, ...],
+        heads: int = 1,
+        channels: int = 128,
+        channel_multipliers: tuple[int, ...] = (1, 2, 3, 4),
+        blocks: int = 3,
+        attention_resolutions: tuple[int, ...] = (16, 8),
+        attention_head_channels: int = 64,
+        dropout: float = 0.0,
+        octaves: int = 8,
+        embedding_channels: int | None = None,
+        num_classes: int | None = None,
+        guidance: bool = False,
+    ):
+        super().__init__()
+        data_shape, channel_multipliers = tuple(data_shape), tuple(channel_multipliers)
+        attention_resolutions = tuple(attention_resolutions)
+        if len(data_shape) != 3:
+            raise ValueError(f"UNet needs data_shape (channels, height, width), got {data_shape}")
+        if heads < 1 or channels < 1 or blocks < 1 or attention_head_channels < 1:
+            raise ValueError(
+                "UNet needs heads, channels, blocks and attention_head_channels >= 1; got heads="
+                f"{heads}, channels={channels}, blocks={blocks}, attention_head_channels={attention_head_channels}"
+            )
+        if not channel_multipliers or min(channel_multipliers) < 1:
+            raise ValueError(f"UNet needs one or more channel_multipliers >= 1, got {channel_multipliers}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"UNet needs 0 <= dropout < 1, got {dropout}")
+        image_channels, height, width = data_shape
+        levels = len(channel_multipliers)
+        factor = 2 ** (levels - 1)
+        if height % factor or width % factor:
+            most = 1 + min(_twos(height), _twos(width))
+            raise ValueError(
+                f"a UNet with {levels} channel_multipliers halves the image {levels - 1} times, so height and width "
+                f"must divide by {factor}; got {height}x{width}: use at most {most} channel_multipliers, "
+                "or pad the images"
+            )
+        self.resolutions = tuple(height // 2**level for level in range(levels))
+        unused = sorted(set(attention_resolutions) - set(self.resolutions))
+        if unused:
+            raise ValueError(
+                f"attention_resolutions {unused} are not resolutions of this UNet; "
+                f"its levels have heights {', '.join(map(str, self.resolutions))}"
+            )
+        self.data_shape = data_shape
+        self.heads = heads
+        self.num_classes = num_classes
+        if embedding_channels is None:
+            embedding_channels = 4 * channels
+
+        self.time_features = FourierTimeFeatures(octaves)
+        self.guidance_features = FourierTimeFeatures(4, base_frequency=math.pi / 8) if guidance else None
+        features = 2 * self.time_features.dim
+        if self.guidance_features is not None:
+            features += self.guidance_features.dim
+        self.embedding_in = nn.Linear(features, embedding_channels)
+        if num_classes is not None:  # one more row: the null label -1, "no class"
+            self.label_embedding = nn.Embedding(num_classes + 1, embedding_channels)
+        self.embedding_out = nn.Linear(embedding_channels, embedding_channels)
+
+        def block(in_channels: int, out_channels: int, level: int, attention: bool = True) -> Block:
+            with_attention = attention and self.resolutions[level] in attention_resolutions
+            return Block(
+                in_channels,
+                out_channels,
+                embedding_channels,
+                dropout,
+                attention_head_channels if with_attention else None,
+            )
+
+        width_now = channels * channel_multipliers[0]
+        self.input_conv = nn.Conv2d(image_channels, width_now, 3, padding=1)
+        skip_channels = [width_now]
+        self.encoder, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for level, multiplier in enumerate(channel_multipliers):
+            if level > 0:
+                self.downsample.append(Downsample(width_now))
+                skip_channels.append(width_now)
+            level_blocks = nn.ModuleList()
+            for _ in range(blocks):
+                level_blocks.append(block(width_now, channels * multiplier, level))
+                width_now = channels * multiplier
+                skip_channels.append(width_now)
+            self.encoder.append(level_blocks)
+        lowest = levels - 1
+        self.middle = nn.ModuleList(
+            [block(width_now, width_now, lowest), block(width_now, width_now, lowest, attention=False)]
+        )
+        self.decoder, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level in reversed(range(levels)):
+            level_blocks = nn.ModuleList()
+            out_channels = channels * channel_multipliers[level]
+            for _ in range(blocks + 1):
+                level_blocks.append(block(width_now + skip_channels.pop(), out_channels, level))
+                width_now = out_channels
+            self.decoder.append(level_blocks)
+            if level > 0:
+                self.upsample.append(Upsample(width_now))
+        self.output_norm = group_norm(width_now)
+        self.output_conv = zero_initialised(nn.Conv2d(width_now, heads * image_channels, 3, padding=1))
+
+    def embed(self, s: Tensor, t: Tensor, label: Tensor | None, guidance: Tensor | None) -> Tensor:
+        """The embedding `(batch, embedding_channels)` of the times, label and guidance scale."""
+        features = [self.time_features(s), self.time_features(t)]
+        if self.guidance_features is not None:
+            if guidance is None:
+                raise ValueError("this UNet takes a guidance scale: pass guidance (1 for plain conditioning)")
+            features.append(self.guidance_features(guidance))
+        h = self.embedding_in(torch.cat(features, dim=-1))
+        if self.num_classes is not None:
+            if label is None:
+                raise ValueError("this UNet is class-conditional: pass label (-1 for no class)")
+            h = h + self.label_embedding(torch.where(label < 0, self.num_classes, label))
+        return F.silu(self.embedding_out(F.silu(h)))
+
+    @typechecked
+    def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:
+        embedding = self.embed(s, t, label, guidance)
+        h = self.input_conv(x)
+        skips = [h]
+        for level, level_blocks in enumerate(self.encoder):
+            if level > 0:
+                h = self.downsample[level - 1](h)
+                skips.append(h)
+            for block in level_blocks:
+                h = block(h, embedding)
+                skips.append(h)
+        for block in self.middle:
+            h = block(h, embedding)
+        for level, level_blocks in enumerate(self.decoder):
+            for block in level_blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), embedding)
+            if level < len(self.upsample):
+                h = self.upsample[level](h)
+        out = self.output_conv(F.silu(self.output_norm(h)))
+        return out.unflatten(1, (self.heads, self.data_shape[0]))
+
+
+def _twos(n: int) -> int:
+    """How many times `n` divides by 2."""
+    return (n & -n).bit_length() - 1

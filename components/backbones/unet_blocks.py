@@ -1,0 +1,153 @@
+"""The blocks of the UNet backbone: normalisation, residual block, self-attention, resampling.
+
+Every block has a forward-mode derivative under `torch.func.jvp` (GroupNorm, SiLU,
+convolutions, nearest upsampling; attention through the math kernel of
+`scaled_dot_product_attention`, which `flowmap_core.autodiff.jvp` selects).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SKIP_SCALE = math.sqrt(0.5)
+"""Residual sums are scaled by 1/sqrt(2), as in DDPM++, to keep their variance."""
+
+
+class GroupNorm(nn.GroupNorm):
+    """GroupNorm computed in at least float32 and returned in the input's dtype.
+
+    Under bfloat16 autocast, torch's GroupNorm of a bfloat16 input with float32 affine
+    weights returns a bfloat16 value but a float32 forward-mode tangent, which the next
+    convolution rejects inside `torch.func.jvp`; normalising in float32 and casting back
+    keeps value and tangent in one dtype (and the statistics accurate).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype)
+
+
+def group_norm(channels: int) -> GroupNorm:
+    """GroupNorm with about `channels // 4` groups, at most 32 (the DDPM++ rule), rounded down
+    to a divisor of `channels` so that any channel count works."""
+    most = max(1, min(32, channels // 4))
+    groups = max(g for g in range(1, most + 1) if channels % g == 0)
+    return GroupNorm(groups, channels, eps=1e-6)
+
+
+def zero_initialised(layer: nn.Conv2d) -> nn.Conv2d:
+    """`layer` with weight and bias set to zero: a residual branch or output that starts at 0."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ResidualBlock(nn.Module):
+    """DDPM++ residual block with adaptive scale and shift.
+
+    Main path: GroupNorm, SiLU, 3x3 conv; GroupNorm modulated by the embedding
+    (`norm(h) * (1 + scale) + shift`, both from one linear map of the embedding), SiLU,
+    dropout, 3x3 conv (zero-initialised, so a fresh block passes its skip path only).
+    Skip path: identity, or a 1x1 conv where the channel count changes. Output: their sum
+    times 1/sqrt(2).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, embedding_channels: int, dropout: float):
+        super().__init__()
+        self.norm0 = group_norm(in_channels)
+        self.conv0 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.affine = nn.Linear(embedding_channels, 2 * out_channels)
+        self.norm1 = group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv1 = zero_initialised(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        h = self.conv0(F.silu(self.norm0(x)))
+        scale, shift = self.affine(embedding)[:, :, None, None].chunk(2, dim=1)
+        h = F.silu(self.norm1(h) * (1 + scale) + shift)
+        h = self.conv1(self.dropout(h))
+        return (h + self.skip(x)) * SKIP_SCALE
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the pixels, as a residual branch.
+
+    GroupNorm, a 1x1 conv to queries, keys and values, `scaled_dot_product_attention` with
+    `channels // head_channels` heads (at least one), a 1x1 output conv (zero-initialised);
+    the input plus that branch, times 1/sqrt(2).
+
+    The attention itself runs in at least float32 with autocast off: under bfloat16
+    autocast on CUDA, the backward pass of a JVP through the math kernel's softmax fails
+    on mixed dtypes ("expected input and grad types to match"). Attention runs only at
+    low resolutions, so this costs little.
+    """
+
+    def __init__(self, channels: int, head_channels: int):
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        if channels % self.heads:
+            raise ValueError(
+                f"self-attention over {channels} channels with attention_head_channels={head_channels} gives "
+                f"{self.heads} heads, which do not divide the channels; "
+                f"choose attention_head_channels dividing {channels}"
+            )
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = zero_initialised(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (batch, heads, pixels, head channels)
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            attended = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype)).to(q.dtype)
+        attended = attended.transpose(-1, -2).reshape(batch, channels, height, width)
+        return (x + self.out(attended)) * SKIP_SCALE
+
+
+class Block(nn.Module):
+    """One step of a UNet level: a residual block, then self-attention where
+    `attention_head_channels` is given (None: no attention at this level)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        embedding_channels: int,
+        dropout: float,
+        attention_head_channels: int | None,
+    ):
+        super().__init__()
+        self.residual = ResidualBlock(in_channels, out_channels, embedding_channels, dropout)
+        self.attention = (
+            SelfAttention(out_channels, attention_head_channels) if attention_head_channels is not None else None
+        )
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        h = self.residual(x, embedding)
+        return self.attention(h) if self.attention is not None else h
+
+
+class Downsample(nn.Module):
+    """Halve height and width: a 3x3 conv with stride 2."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double height and width: nearest-neighbour upsampling, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

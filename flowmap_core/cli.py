@@ -2,7 +2,7 @@
 
     flowmap train [CONFIG.gin] [--gin 'BINDING' ...] [--run-dir DIR] [--resume] [--force]
     flowmap sample RUN_DIR --steps K --n N --out FILE.npy
-    flowmap eval RUN_DIR
+    flowmap eval RUN_DIR                 (rewrites RUN_DIR/report.md and its figures)
     flowmap components
 
 `--typecheck` (before the subcommand) turns on runtime shape checks; `--import MODULE`
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument(
         "--gin", action="append", default=[], metavar="BINDING", help="e.g. evaluate.num_samples=50000"
+    )
+    evaluate.add_argument(
+        "--weights", action="append", default=None, help="ema_<rate> or online (repeatable; default: all)"
     )
 
     sub.add_parser("components", help="list every component family and its registered components")
@@ -165,17 +168,19 @@ def _sample(args: argparse.Namespace, imports: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace, imports: list[str]) -> int:
-    from flowmap_core import runs
+    from flowmap_core import report, runs
 
     trainer = runs.open_run(args.run_dir, bindings=args.gin, imports=imports)
     spec = runs.build_eval_spec()
-    result = runs.evaluate_run(trainer, spec)
+    result = runs.evaluate_run(trainer, spec, args.weights)
     guided = runs.evaluate_guided_run(trainer, spec)
     print(f"{result.metric} of {args.run_dir} at step {trainer.step:,} ({result.num_samples:,} samples)")
     print(result.table())
     if guided is not None:
         print(f"\nclass-conditional {guided.metric} per guidance scale (mean over classes)")
         print(guided.table())
+    path = report.write(args.run_dir, trainer, result, trainer.spec.dataset, guided)
+    print(f"flowmap: report written to {path}", file=sys.stderr)
     return 0
 
 

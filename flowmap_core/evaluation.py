@@ -2,14 +2,18 @@
 
 Every network and step count starts from the same noise (common random numbers), so
 differences between rows are differences between models, not between draws. The noise
-floor is the metric of as many true samples: the best any model can score.
+floor is the metric of as many true samples: the best any model can score. Baseline
+samplers (ODE solvers of the map's diagonal velocity) are scored at the same numbers of
+network evaluations (NFE) as the flow map's step counts.
 """
 
+import math
 from collections.abc import Mapping
 
 import attrs
 import gin
 import torch
+from tqdm.auto import tqdm
 
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
@@ -20,6 +24,7 @@ from flowmap_core.protocols import (
     LabelledDensityDataset,
     Metric,
     Sampler,
+    StreamingDataset,
 )
 
 
@@ -31,6 +36,13 @@ class EvalSpec:
     Samples are drawn `chunk` at a time: small chunks keep the activations in cache and
     avoid allocating and faulting in fresh pages for every layer (on a 2-core CPU, chunks
     of 8192 against 50,000 cut the system time of an evaluation from 47 s to under 1 s).
+
+    `baselines` are more samplers (e.g. `@sampler.ode()` with Euler or Heun) scored at
+    the same NFE as each flow-map step count (a sampler of `nfe_per_step` = 2 takes k / 2
+    steps; where k is not a multiple, the score is missing). `real` is the data the noise
+    floor is measured on: by default fresh draws of the training dataset; a streamed
+    dataset needs its held-out split here (`@real/dataset.shards()`), read in order.
+    `progress` shows a bar per sampler and step count.
     """
 
     metric: Metric = gin.REQUIRED
@@ -42,6 +54,9 @@ class EvalSpec:
     seed: int = 1234
     guidance_scales: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     guidance_samples: int = 40_000
+    baselines: tuple[Sampler, ...] = attrs.field(default=(), converter=tuple)
+    real: Dataset | StreamingDataset | None = None
+    progress: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.metric is gin.REQUIRED or self.sampler is gin.REQUIRED:
@@ -51,14 +66,17 @@ class EvalSpec:
             raise ValueError(f"evaluate.step_counts must be positive integers, got {self.step_counts}")
 
 
-def table_head(first: str, step_counts: tuple[int, ...]) -> str:
-    """The header and rule of a Markdown table with one column per step count."""
-    names = " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in step_counts)
+def table_head(first: str, step_counts: tuple[int, ...], unit: str = "steps") -> str:
+    """The header and rule of a Markdown table with one column per step count (or NFE)."""
+    if unit == "NFE":
+        names = " | ".join(f"NFE {k}" for k in step_counts)
+    else:
+        names = " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in step_counts)
     return f"| {first} | {names} |\n" + "|---" * (len(step_counts) + 1) + "|"
 
 
 def markdown_row(name: str, values: list[float]) -> str:
-    return f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |"
+    return f"| {name} | " + " | ".join("—" if math.isnan(v) else f"{v:.4f}" for v in values) + " |"
 
 
 @attrs.frozen
@@ -72,22 +90,55 @@ class EvalResult:
     num_samples: int
     samples: dict[str, dict[int, torch.Tensor]]
 
+    baselines: tuple[str, ...] = ()
+
     def table(self) -> str:
-        """A Markdown table: one row per network, one column per step count, and the floor."""
+        """A Markdown table: one row per network (and baseline sampler), one column per step
+        count (columns are NFE when baselines are scored), and the floor."""
         rows = [markdown_row(name, [row[k] for k in self.step_counts]) for name, row in self.scores.items()]
         floor = markdown_row("true samples (noise floor)", [self.noise_floor] * len(self.step_counts))
-        return "\n".join([table_head("weights", self.step_counts), *rows, floor])
+        if self.baselines:
+            head = table_head("weights, sampler (flow map: NFE jumps)", self.step_counts, "NFE")
+        else:
+            head = table_head("weights", self.step_counts)
+        return "\n".join([head, *rows, floor])
 
 
 def _sample_all(
-    spec: EvalSpec, X: FlowMap, x0: torch.Tensor, steps: int, interpolant: Interpolant, device: torch.device
+    spec: EvalSpec,
+    X: FlowMap,
+    x0: torch.Tensor,
+    steps: int,
+    interpolant: Interpolant,
+    device: torch.device,
+    sampler: Sampler | None = None,
+    desc: str = "",
 ) -> torch.Tensor:
     noise = torch.Generator(device=device).manual_seed(spec.seed + steps)
+    sampler = spec.sampler if sampler is None else sampler
     chunks = [
-        spec.sampler(X, x0_chunk, steps, interpolant=interpolant, generator=noise).x.cpu()
-        for x0_chunk in x0.split(spec.chunk)
+        sampler(X, x0_chunk, steps, interpolant=interpolant, generator=noise).x.cpu()
+        for x0_chunk in tqdm(x0.split(spec.chunk), desc=desc, disable=not spec.progress, leave=False)
     ]
     return torch.cat(chunks)
+
+
+def real_samples(spec: EvalSpec, dataset: Dataset | StreamingDataset, generator: torch.Generator) -> torch.Tensor:
+    """`spec.num_samples` true samples for the noise floor: `spec.real`'s, else the dataset's."""
+    source = dataset if spec.real is None else spec.real
+    if isinstance(source, StreamingDataset):
+        if spec.real is None:
+            raise ValueError(
+                f"evaluate.real is required for a streamed dataset ({type(dataset).__name__}): bind its held-out "
+                "split, e.g. evaluate.real = @real/dataset.shards() and real/dataset.shards.url = '.../test'"
+            )
+        return source.read(spec.num_samples).x1
+    return source.sample(spec.num_samples, generator=generator, device=torch.device("cpu"), dtype=torch.float64).x1
+
+
+def baseline_name(weights: str, sampler: Sampler) -> str:
+    """The row name of a baseline sampler: `ema_0.999, heun ODE`."""
+    return f"{weights}, {getattr(sampler, 'label', type(sampler).__name__)}"
 
 
 @torch.no_grad()
@@ -100,20 +151,29 @@ def evaluate(
     device: torch.device,
     dtype: torch.dtype,
 ) -> EvalResult:
-    """Sample `spec.num_samples` points with each flow map at each step count and score them."""
+    """Sample `spec.num_samples` points with each flow map at each step count and score them;
+    then each baseline sampler at the same NFE."""
     generator = torch.Generator().manual_seed(spec.seed)
-    truth = dataset.sample(spec.num_samples, generator=generator, device=torch.device("cpu"), dtype=torch.float64)
-    noise_floor = spec.metric(truth.x1, dataset)
+    truth = real_samples(spec, dataset, generator)
+    noise_floor = spec.metric(truth, dataset)
     shape = (spec.num_samples, *dataset.data_shape)
     x0 = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
     scores: dict[str, dict[int, float]] = {}
     kept: dict[str, dict[int, torch.Tensor]] = {}
+    baselines: list[str] = []
     for name, X in flow_maps.items():
-        scores[name], kept[name] = {}, {}
-        for steps in spec.step_counts:
-            samples = _sample_all(spec, X, x0, steps, interpolant, device)
-            scores[name][steps] = spec.metric(samples, dataset)
-            kept[name][steps] = samples[: spec.plot_samples]
+        baselines += [baseline_name(name, b) for b in spec.baselines]
+        rows = [(name, spec.sampler)] + [(baseline_name(name, b), b) for b in spec.baselines]
+        for row, sampler in rows:
+            scores[row], kept[row] = {}, {}
+            per_step = getattr(sampler, "nfe_per_step", 1)
+            for nfe in spec.step_counts:
+                if nfe % per_step:
+                    scores[row][nfe] = math.nan
+                    continue
+                samples = _sample_all(spec, X, x0, nfe // per_step, interpolant, device, sampler, f"{row}, NFE {nfe}")
+                scores[row][nfe] = spec.metric(samples, dataset)
+                kept[row][nfe] = samples[: spec.plot_samples]
     return EvalResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),
         step_counts=spec.step_counts,
@@ -121,6 +181,7 @@ def evaluate(
         noise_floor=noise_floor,
         num_samples=spec.num_samples,
         samples=kept,
+        baselines=tuple(baselines),
     )
 
 

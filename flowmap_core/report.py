@@ -1,10 +1,16 @@
-"""The run report: `report.md`, `samples.png` (a panel per step count beside the true
-density) and `kl_vs_steps.png`."""
+"""The run report: `report.md` and its figures.
+
+For 2D data, `samples.png` (a panel per step count beside the true density) and
+`kl_vs_steps.png`. For images, `samples_nfe<k>.png` per step count (a grid of samples of
+the headline weights from the flow map and each baseline sampler at that NFE, from the
+same noise) and `scores.png` (the metric against NFE).
+"""
 
 import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -49,6 +55,8 @@ def write(
 ) -> Path:
     """Write report.md and the plots into `run_dir`; returns the report's path."""
     run_dir = Path(run_dir)
+    images = len(trainer.spec.dataset.data_shape) == 3
+    figures = write_image_figures(run_dir, result) if images else ["samples.png", "kl_vs_steps.png"]
     lines = [
         f"# flowmap run: {run_dir.name}",
         "",
@@ -63,10 +71,7 @@ def write(
         "",
         result.table(),
         "",
-        "![samples](samples.png)",
-        "",
-        f"![{result.metric} vs steps](kl_vs_steps.png)",
-        "",
+        *[line for figure in figures for line in (f"![{Path(figure).stem}]({figure})", "")],
     ]
     if guided is not None:
         lines += [
@@ -82,9 +87,51 @@ def write(
         plot_guided(run_dir / "guided.png", guided)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
-    plot_samples(run_dir / "samples.png", result, dataset)
-    plot_scores(run_dir / "kl_vs_steps.png", result)
+    if not images:
+        plot_samples(run_dir / "samples.png", result, dataset)
+        plot_scores(run_dir / "kl_vs_steps.png", result)
     return path
+
+
+def tile(images: torch.Tensor, columns: int = 8) -> np.ndarray:
+    """Images `(n, C, H, W)` in [-1, 1] as one `(rows * (H + 1), columns * (W + 1), C)` array in
+    [0, 1], a one-pixel gap between them (C = 1 or 3)."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    canvas = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c), dtype=np.float32)
+    for index in range(n):
+        row, col = divmod(index, columns)
+        canvas[row * (h + 1) : row * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = pixels[index]
+    return canvas
+
+
+def show(ax, canvas: np.ndarray) -> None:
+    """One tiled canvas on `ax`, gray for one channel."""
+    ax.imshow(canvas[..., 0] if canvas.shape[2] == 1 else canvas, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def write_image_figures(run_dir: Path, result: EvalResult, columns: int = 8) -> list[str]:
+    """A grid PNG per step count (one panel per sampler row of the first weights) and the
+    score plot; returns the file names, in report order."""
+    first = next(iter(result.scores))
+    rows = [first] + [name for name in result.baselines if name.startswith(f"{first}, ")]
+    names = []
+    for nfe in result.step_counts:
+        panels = [row for row in rows if nfe in result.samples[row]]
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+        for ax, row in zip(axes[0], panels, strict=True):
+            show(ax, tile(result.samples[row][nfe][: columns * columns], columns))
+            sampler = "flow map" if row == first else row.removeprefix(f"{first}, ")
+            ax.set_title(f"{sampler}, NFE {nfe}: {result.scores[row][nfe]:.2f}", fontsize=9)
+        fig.tight_layout()
+        names.append(f"samples_nfe{nfe}.png")
+        fig.savefig(run_dir / names[-1], dpi=110)
+        plt.close(fig)
+    plot_scores(run_dir / "scores.png", result)
+    return [*names, "scores.png"]
 
 
 def plot_samples(path: Path, result: EvalResult, dataset: DensityDataset | None) -> None:
@@ -128,9 +175,10 @@ def plot_scores(path: Path, result: EvalResult) -> None:
     ax.axhline(result.noise_floor, color="gray", linestyle="--", label="true samples (noise floor)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(result.step_counts, [str(k) for k in result.step_counts])
-    ax.set_xlabel("flow-map steps")
+    ax.set_xlabel("network evaluations (NFE)" if result.baselines else "flow-map steps")
     ax.set_ylabel(result.metric)
-    top = max(max(row.values()) for row in result.scores.values())
+    finite = [v for row in result.scores.values() for v in row.values() if math.isfinite(v)]
+    top = max(finite, default=math.nan)
     if math.isfinite(top):
         ax.set_ylim(0, top * 1.1)
     ax.legend()

@@ -21,6 +21,15 @@ class ODESampler:
 
     solver: str = attrs.field(default="euler", validator=_solver)
 
+    @property
+    def nfe_per_step(self) -> int:
+        """Network evaluations per step: 1 (Euler), 2 (Heun), 4 (RK4)."""
+        return SOLVERS[self.solver][1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.solver} ODE"
+
     def __call__(
         self, X: FlowMapLike, x0: Tensor, steps: int, *, interpolant: Interpolant, generator: torch.Generator
     ) -> Samples:

@@ -8,6 +8,7 @@ from components import (  # noqa: F401
     conditioning,
     datasets,
     exact,
+    features,
     interpolants,
     lr_schedules,
     metrics,

@@ -36,3 +36,37 @@ def smoke_run(tmp_path_factory):
     smoke = config.GIN_DIR / "smoke" / "checkerboard_lsd.gin"
     assert cli.main(["train", str(smoke), "--run-dir", str(run_dir), "--no-progress", "--no-eval"]) == 0
     return run_dir
+
+
+SMOKE_DATA = {"fashion_mnist": "gray28", "cifar10": "rgb32", "celeba64": "rgb64"}
+"""The synthetic stand-in (tools/make_smoke_data.py) of each image dataset's shards."""
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """Synthetic shards and feature nets under runs/smoke_data of the session's directory
+    (where every test runs), as the image smoke configs expect them."""
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_smoke_data.py"
+    spec = importlib.util.spec_from_file_location("make_smoke_data", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        return module.make(tmp_path_factory.getbasetemp() / "runs" / "smoke_data")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def image_data_bindings(name: str) -> list[str]:
+    """Bindings that point an image config named `name` at the smoke data (none for others)."""
+    shape = next((shape for dataset, shape in SMOKE_DATA.items() if dataset in name), None)
+    if shape is None:
+        return []
+    return [
+        f"dataset.shards.url = 'runs/smoke_data/{shape}/train'",
+        f"real/dataset.shards.url = 'runs/smoke_data/{shape}/test'",
+        f"features.classifier.weights = 'runs/smoke_data/{shape}/feature_net'",
+    ]

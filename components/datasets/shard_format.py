@@ -98,8 +98,7 @@ def read_manifest(directory: str, *, what: str) -> Manifest:
             text = f.read()
     except FileNotFoundError:
         raise DataError(
-            f"{what}: there is no {MANIFEST} at {url!r}; is the path right? Shards are written by "
-            "tools/make_shards.py"
+            f"{what}: there is no {MANIFEST} at {url!r}; is the path right? Shards are written by tools/make_shards.py"
         ) from None
     except Exception as error:  # an unknown protocol, a missing bucket, no credentials, ...
         raise DataError(f"{what}: cannot open {url!r}: {type(error).__name__}: {error}") from None
@@ -118,8 +117,9 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], where: str) -> 
     channels, height, width = image_shape
     if mode != MODES[channels] or size != (width, height):
         found = f"{len(mode)}x{size[1]}x{size[0]} (mode {mode})"
+        expected = f"{channels}x{height}x{width} (mode {MODES[channels]})"
         raise DataError(
-            f"{where}: an image of {found}, but the manifest says {channels}x{height}x{width} (mode {MODES[channels]}); "
+            f"{where}: an image of {found}, but the manifest says {expected}; "
             "every image of a shard set must have the manifest's size and channels"
         )
     return pixels.reshape(height, width, channels).transpose(2, 0, 1)

@@ -147,9 +147,7 @@ def _identity(item):
     return item
 
 
-def to_batch(
-    pixels: torch.Tensor, labels: torch.Tensor | None, device: torch.device, dtype: torch.dtype
-) -> Batch:
+def to_batch(pixels: torch.Tensor, labels: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> Batch:
     """uint8 pixels in [0, 255] -> `Batch` with x1 in [-1, 1] on `device` in `dtype`."""
     x1 = pixels.to(device=device, non_blocking=True).to(dtype) / 127.5 - 1
     return Batch(x1=x1, label=None if labels is None else labels.to(device=device, non_blocking=True))

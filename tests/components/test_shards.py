@@ -192,7 +192,10 @@ def _broken(tmp_path, kind: str) -> tuple[str, list[str]]:
 
 
 BAD = {
-    "missing path": (lambda tmp: (str(tmp / "nowhere"), []), r"there is no manifest\.json at '.*nowhere/manifest\.json'"),
+    "missing path": (
+        lambda tmp: (str(tmp / "nowhere"), []),
+        r"there is no manifest\.json at '.*nowhere/manifest\.json'",
+    ),
     "missing bucket": (lambda tmp: ("memory://no-such-bucket/train", []), r"no manifest\.json at 'memory://no-such"),
     "unknown protocol": (lambda tmp: ("nosuchproto://bucket/train", []), r"cannot open 'nosuchproto://.*"),
     "pattern matches nothing": (

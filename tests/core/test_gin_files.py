@@ -9,6 +9,7 @@ import pytest
 
 from flowmap_core import config, runs
 from flowmap_core.trainer import Trainer
+from tests.conftest import image_data_bindings
 
 ALL = sorted(config.GIN_DIR.rglob("*.gin"))
 # Two-stage configs train their stage-one run when it is missing; build them with the
@@ -40,8 +41,9 @@ def test_there_are_configs_for_every_method_and_dataset():
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.relative_to(config.GIN_DIR).as_posix())
-def test_gin_file_parses_and_builds(path):
+def test_gin_file_parses_and_builds(path, smoke_data):
     extra = ["train.steps = 1"] if complements(path) else []  # experiments set the budget
+    extra += image_data_bindings(path.stem)  # image configs read the synthetic stand-in of their data
     config.parse([*complements(path), path], extra + SMOKE_TEACHERS)
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.step == 0

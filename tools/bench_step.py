@@ -2,17 +2,23 @@
 
     python tools/bench_step.py [--steps 60] [--rounds 5] [--config experiments/checkerboard_lsd.gin]
                                [--variant 'BINDING[; BINDING]' ...]
+    python tools/bench_step.py --dataset fashion_mnist [--methods fm lsd esd psd_m] [--gin BINDING ...]
+                               [--compiled]
 
 Two tables, both measured in this one process, so machine load cancels in the ratios
 (a third with --variant):
 
-1. step cost of each method's experiment (`gin/experiments/checkerboard_<method>.gin`)
-   relative to the flow-matching step at the same batch and network;
+1. step cost of each method's experiment (`gin/experiments/<dataset>_<method>.gin`, or
+   base + `datasets/<dataset>.gin` + `methods/<method>.gin` where there is none) relative
+   to the flow-matching step at the same batch and network; `--gin` bindings apply to
+   every method (e.g. another shard URL, batch or precision), and `--compiled` times each
+   method also with `train.compile = True` (the first steps, which compile, are warm-up);
 2. the framework tax: the gin-wired `Trainer.optimise(Trainer.draw())` of `--config`
    against a minimal hand-written loop doing the same math (same network module,
    same data and time sampling, flow matching on half the batch, LSD with a frozen
    teacher on the other half, Adam, gradient clipping, cosine schedule, EMA). Before
-   timing, both compute the loss on identical inputs to show they agree.
+   timing, both compute the loss on identical inputs to show they agree. (Checkerboard
+   only: the minimal loop is written for its 2D data.)
 
 3. with `--variant`, the step of `--config` with each variant's bindings (separated by
    ';') against the step of `--config` as is: what a change of network, batch or
@@ -36,8 +42,16 @@ from flowmap_core.trainer import StepInput, Trainer
 METHODS = ["fm", "lsd", "esd", "psd_m", "psd_u"]
 
 
-def build(config_file: str, bindings: list[str]) -> Trainer:
-    config.parse([config_file], bindings)
+def method_config(dataset: str, method: str) -> list[str]:
+    """The gin files of `method` on `dataset`: its experiment, else base + dataset + method."""
+    experiment = f"experiments/{dataset}_{method}.gin"
+    if (config.GIN_DIR / experiment).is_file():
+        return [experiment]
+    return ["base/train.gin", f"datasets/{dataset}.gin", f"methods/{method}.gin"]
+
+
+def build(config_file: str | list[str], bindings: list[str]) -> Trainer:
+    config.parse([config_file] if isinstance(config_file, str) else config_file, bindings)
     return Trainer(runs.build_spec(), progress=False)
 
 
@@ -124,6 +138,8 @@ def median_step_times(contenders: dict[str, callable], steps: int, rounds: int) 
             start = time.perf_counter()
             for _ in range(steps):
                 step()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
             times[name].append((time.perf_counter() - start) / steps)
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -148,23 +164,36 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", default=[], help="gin bindings to time against --config, ';'-separated"
     )
+    parser.add_argument("--dataset", default="checkerboard", help="dataset of the methods table (gin/datasets/)")
+    parser.add_argument("--methods", nargs="+", default=METHODS, help="methods of the table (fm first)")
+    parser.add_argument("--gin", action="append", default=[], help="a binding for every method (repeatable)")
+    parser.add_argument("--compiled", action="store_true", help="also time each method with train.compile = True")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.variant:
         time_variants(args.config, args.variant, args.steps, args.rounds)
         return
 
-    trainers = {m: build(f"experiments/checkerboard_{m}.gin", []) for m in METHODS}
+    variants = {m: [] for m in args.methods}
+    if args.compiled:
+        variants.update({f"{m} compiled": ["train.compile = True"] for m in args.methods})
+    trainers = {
+        name: build(method_config(args.dataset, name.split()[0]), [*args.gin, *extra])
+        for name, extra in variants.items()
+    }
     per_method = median_step_times({m: step_of(t) for m, t in trainers.items()}, args.steps, args.rounds)
-    spec = trainers["fm"].spec
+    fm = next(iter(trainers.values()))
+    spec = fm.spec
     print(
-        f"Step cost against flow matching (batch {spec.batch_size}, {type(trainers['fm'].net).__name__}, "
-        f"{sum(p.numel() for p in trainers['fm'].net.parameters()):,} parameters, "
+        f"Step cost against flow matching ({args.dataset}, batch {spec.batch_size}, {type(fm.net).__name__}, "
+        f"{sum(p.numel() for p in fm.net.parameters()):,} parameters, {spec.precision}, {fm.device}, "
         f"{torch.get_num_threads()} threads)\n"
     )
-    print("| method | ms / step | ratio to FM |\n|---|---|---|")
-    for m in METHODS:
-        print(f"| {m} | {1e3 * per_method[m]:.1f} | {per_method[m] / per_method['fm']:.2f} |")
+    print(f"| method | ms / step | ratio to {args.methods[0]} |\n|---|---|---|")
+    for name, seconds in per_method.items():
+        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / per_method[args.methods[0]]:.2f} |")
+    if args.dataset != "checkerboard":
+        return
 
     framework = build(args.config, [])
     with torch.no_grad():  # off the zero-initialised output layer, so the probe's loss depends on every term

@@ -1,0 +1,128 @@
+"""Is a run bound by its data or by its compute? The shard stream's rate against the step's.
+
+    python tools/bench_data.py [--url SHARDS] [--config CONFIG.gin] [--gin BINDING ...]
+                               [--workers 0 1 2] [--batches 40]
+
+For each number of loader workers, in this one process (so machine load cancels in the
+ratios), three rates in samples per second:
+
+- stream: `dataset.shards` alone, batches of the config's `train.batch_size`, after two
+  warm-up batches (the shuffle buffer filling, workers starting);
+- step: the training step of `--config` on one batch drawn beforehand (pure compute);
+- train: the step fed by the stream, `optimise(draw())`, as `flowmap train` runs it.
+
+If train is well below step, data loading (or its workers taking cores from the step)
+bounds the run. Without `--url`, 12 shards of 28x28 gray images (Fashion-MNIST's size,
+smooth random blobs, 24,000 examples) are written to a temporary directory first.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.datasets.shard_format import write_shards
+from components.datasets.shards import Shards
+from flowmap_core import config, runs
+from flowmap_core.protocols import StreamRequest
+from flowmap_core.trainer import Trainer
+
+DEFAULT_CONFIG = "experiments/fashion_mnist_lsd.gin"
+
+
+def synthetic_images(count: int, seed: int = 0):
+    """28x28 uint8 images of a few Gaussian blobs each, with one of 10 labels."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(28), np.arange(28), indexing="ij"), axis=-1)
+    for index in range(count):
+        centres = rng.uniform(4, 24, size=(3, 2))
+        widths = rng.uniform(2, 6, size=3)
+        image = sum(np.exp(-((grid - c) ** 2).sum(-1) / (2 * w**2)) for c, w in zip(centres, widths, strict=True))
+        yield (255 * image / image.max()).astype(np.uint8), index % 10
+
+
+def write_synthetic(directory: str, count: int = 24_000) -> str:
+    write_shards(directory, synthetic_images(count), classes=[str(k) for k in range(10)], per_shard=count // 12)
+    return directory
+
+
+def per_second(samples: int, seconds: float) -> float:
+    return samples / seconds if seconds > 0 else float("nan")
+
+
+def stream_rate(url: str, workers: int, batch: int, batches: int) -> float:
+    stream = Shards(url=url, workers=workers).stream(StreamRequest(batch_size=batch, seed=0))
+    for _ in range(2):
+        next(stream)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(stream)
+    return per_second(batch * batches, time.perf_counter() - start)
+
+
+def trainer_for(config_file: str, bindings: list[str], url: str, workers: int) -> Trainer:
+    extra = [
+        "train.dataset = @dataset.shards()",
+        f"dataset.shards.url = '{url}'",
+        f"dataset.shards.workers = {workers}",
+    ]
+    config.parse([config_file], [*bindings, *extra])
+    return Trainer(runs.build_spec(), progress=False)
+
+
+def step_rate(trainer: Trainer, steps: int) -> float:
+    inputs = trainer.draw()
+    trainer.optimise(inputs)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        trainer.optimise(inputs)
+        times.append(time.perf_counter() - start)
+    return per_second(trainer.local_batch, statistics.median(times))
+
+
+def train_rate(trainer: Trainer, steps: int) -> float:
+    for _ in range(2):
+        trainer.optimise(trainer.draw())
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.optimise(trainer.draw())
+    return per_second(trainer.local_batch * steps, time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a shard directory (default: synthetic Fashion-MNIST-sized shards)")
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"the run whose step is timed (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="extra binding (repeatable)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batches", type=int, default=40, help="batches (and steps) timed per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as scratch:
+        url = args.url or write_synthetic(str(Path(scratch) / "train"))
+        rows = []
+        for workers in args.workers:
+            trainer = trainer_for(args.config, args.gin, url, workers)
+            stream = stream_rate(url, workers, trainer.local_batch, args.batches)
+            step = step_rate(trainer, args.batches)
+            train = train_rate(trainer, args.batches)
+            rows.append((workers, stream, step, train))
+    dataset = Shards(url=url)
+    shape = "x".join(map(str, dataset.data_shape))
+    print(f"Data against compute ({args.config}, batch {trainer.local_batch}, {shape} images, {dataset.count:,} in")
+    print(f"{len(dataset.shard_names)} shards, {torch.get_num_threads()} threads; samples/s)\n")
+    print("| workers | stream | step (compute only) | train (step fed by the stream) | train / step |")
+    print("|---|---|---|---|---|")
+    for workers, stream, step, train in rows:
+        print(f"| {workers} | {stream:,.0f} | {step:,.0f} | {train:,.0f} | {train / step:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,8 @@
     flowmap eval RUN_DIR                 (rewrites RUN_DIR/report.md and its figures)
     flowmap components
 
+A bad config or argument is one `flowmap: error:` line (exit status 2); `--debug` (before
+the subcommand) or FLOWMAP_TRACEBACK=1 shows the full traceback instead.
 `--typecheck` (before the subcommand) turns on runtime shape checks; `--import MODULE`
 registers components from your own module (repeatable; `components` is always loaded).
 Under torchrun, `python -m flowmap_core.cli train ...` trains on every process.
@@ -22,6 +24,7 @@ DEFAULT_CONFIG = "experiments/checkerboard_lsd.gin"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowmap", description="Few-step generative models as two-time flow maps.")
     parser.add_argument("--typecheck", action="store_true", help="check tensor shapes at runtime (slower)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE", help="import components from MODULE"
     )
@@ -69,18 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args, imports)
     except Exception as error:
-        from flowmap_core.errors import FlowmapError
-
-        if not isinstance(error, FlowmapError) or os.environ.get("FLOWMAP_TRACEBACK"):
+        if args.debug or os.environ.get("FLOWMAP_TRACEBACK", "") not in ("", "0"):
             raise
-        print(f"flowmap: error: {_without_gin_context(str(error))}", file=sys.stderr)
+        from flowmap_core.config import error_line
+
+        line = error_line(error)
+        if line is None:
+            raise
+        print(f"flowmap: error: {line}", file=sys.stderr)
         return 2
-
-
-def _without_gin_context(message: str) -> str:
-    """The message without the "In call to configurable ..." lines gin appends: our errors
-    name the binding themselves."""
-    return "\n".join(line for line in message.splitlines() if not line.startswith("  In call to configurable"))
 
 
 def _components(args: argparse.Namespace, imports: list[str]) -> int:

@@ -63,6 +63,7 @@ def parse(
     try:
         for config_file in config_files:
             path = resolve_config_file(config_file)
+            _check_includes(path)
             _parse_one(lambda p=path: gin.parse_config_file(str(p)), where=str(path))
         for binding in bindings:
             _parse_one(lambda b=binding: gin.parse_config(b), where=f"--gin {binding!r}")
@@ -71,9 +72,32 @@ def parse(
     gin.finalize()
 
 
+_INCLUDE = re.compile(r"""^\s*include\s+(['"])(.+?)\1""", re.M)
+
+
+def _check_includes(path: Path, chain: tuple[Path, ...] = ()) -> None:
+    """A ConfigError naming the cycle if `path` includes itself, directly or through others."""
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here) :], here))
+        raise ConfigError(f"{path}: the config includes itself ({cycle}); remove the include that closes the cycle")
+    try:
+        text = path.read_text()
+    except OSError:
+        return
+    for match in _INCLUDE.finditer(text):
+        try:
+            included = resolve_config_file(match.group(2))
+        except ConfigError:
+            continue  # gin reports the missing file with its line
+        _check_includes(included, (*chain, here))
+
+
 def _parse_one(parse_fn, where: str) -> None:
     try:
         parse_fn()
+    except RecursionError:
+        raise ConfigError(f"{where}: the config includes itself (an include cycle)") from None
     except tokenize.TokenError as error:
         line = error.args[1][0] if len(error.args) > 1 else "?"
         raise ConfigError(f"{where}: malformed gin (line {line}): {error.args[0]}") from None
@@ -130,3 +154,137 @@ def isolated() -> Iterator[None]:
         state._SINGLETONS.clear()
         state._SINGLETONS.update(singletons)
         state._set_config_is_locked(locked)
+
+
+# ---------------------------------------------------------------- errors in configurables
+
+_GIN_CALL = re.compile(r"^  In call to configurable '([^']+)' \((.*)\)(?: in scope '([^']*)')?$", re.M)
+_GIN_NOTES = ("In call to configurable", "No values supplied by Gin", "Gin had values bound", "Caller supplied values")
+CONFIGURABLE_ERRORS = (ValueError, TypeError, RuntimeError, AttributeError)
+"""What a configurable raises about its arguments (its own checks, torch's, or a value of the wrong kind)."""
+
+
+def without_gin_context(message: str) -> str:
+    """The message without the lines gin appends ("In call to configurable ...")."""
+    return "\n".join(line for line in message.splitlines() if not line.strip().startswith(_GIN_NOTES))
+
+
+def configurable_error(error: BaseException) -> ConfigError | None:
+    """An error gin raised from inside a configurable's call, as a ConfigError of one line
+    that names the binding (`optimizer.adam.lr = -1`) and the reason; None if `error` did
+    not come from a configurable's call (or is not a ValueError, TypeError or RuntimeError).
+
+    The innermost configurable is the culprit; of its bindings, those the reason names (or
+    whose value it shows) are reported, else all of them.
+    """
+    if isinstance(error, FlowmapError) or not isinstance(error, CONFIGURABLE_ERRORS):
+        return None
+    message = str(error)
+    match = _GIN_CALL.search(message)
+    if match is None:
+        return None
+    name, target, scope = match.groups()
+    reason = "; ".join(line.strip() for line in without_gin_context(message).splitlines() if line.strip())
+    reason = reason or type(error).__name__
+    selector, shown = _configurable_names(name, target)
+    if isinstance(error, TypeError) and target.startswith("<class ") and _CALL_MISMATCH.search(reason):
+        for where, value in _class_references(selector):
+            return ConfigError(
+                f"{where} = {value!r}: a class where an instance is expected; write @{shown}() with "
+                f"parentheses ({reason})"
+            )
+    return ConfigError(_name_bindings(shown, gin.config._CONFIG.get((scope or "", selector), {}), reason))
+
+
+_CALL_MISMATCH = re.compile(r"positional argument|unexpected keyword argument|missing \d+ required")
+
+
+def _class_references(selector: str) -> Iterator[tuple[str, object]]:
+    """The bindings (`objective.split.off_diagonal`, value) that name configurable `selector`
+    without parentheses (`@interpolant.linear`: the class, not an instance)."""
+
+    def refers(value: object) -> bool:
+        if isinstance(value, list | tuple):
+            return any(refers(v) for v in value)
+        if isinstance(value, dict):
+            return any(refers(v) for v in value.values())
+        reference = getattr(value, "_configurable", None)
+        return reference is not None and not getattr(value, "_evaluate", True) and reference.selector == selector
+
+    names = {sel: shown for sel, shown in (_selector_names(sel) for (_, sel) in gin.config._CONFIG)}
+    for (_, bound), parameters in gin.config._CONFIG.items():
+        for parameter, value in parameters.items():
+            if refers(value):
+                yield f"{names[bound]}.{parameter}", value
+
+
+def _selector_names(selector: str) -> tuple[str, str]:
+    configurable = gin.config._REGISTRY.get(selector)
+    if configurable is None:
+        return selector, selector
+    families = {f.name for f in registry.families()}
+    module = configurable.module or ""
+    return selector, f"{module}.{configurable.name}" if module in families else configurable.name
+
+
+def component_error(error: BaseException) -> ConfigError | None:
+    """An error raised inside a method of a registered component while it ran (not while gin
+    built it), as a ConfigError of one line naming the component and its bindings; None if
+    no registered component's method is on the traceback."""
+    if isinstance(error, FlowmapError) or not isinstance(error, CONFIGURABLE_ERRORS):
+        return None
+    culprit = None
+    tb = error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if owner is not None and getattr(type(owner), "registry_family", None):
+            culprit = type(owner)
+        tb = tb.tb_next
+    if culprit is None:
+        return None
+    shown = f"{culprit.registry_family}.{culprit.registry_name}"
+    reason = "; ".join(line.strip() for line in without_gin_context(str(error)).splitlines() if line.strip())
+    bindings = gin.config._CONFIG.get(("", shown), {})
+    return ConfigError(_name_bindings(shown, bindings, f"failed while running: {reason or type(error).__name__}"))
+
+
+def _configurable_names(name: str, target: str) -> tuple[str, str]:
+    """The gin selector of the configurable `name` wrapping `target`, and the name a user binds."""
+    families = {f.name for f in registry.families()}
+    for selector, configurable in gin.config._REGISTRY.items():
+        if configurable.name == name and str(configurable.wrapped) == target:
+            module = configurable.module or ""
+            return selector, f"{module}.{name}" if module in families else name
+    return name, name
+
+
+def _name_bindings(shown: str, bindings: dict, reason: str) -> str:
+    """`shown.param = value: reason` for the bindings the reason is about."""
+    culprits = [p for p in bindings if re.search(rf"\b{re.escape(p)}\b", reason)]
+    if not culprits:
+        culprits = [p for p, value in bindings.items() if len(repr(value)) > 1 and repr(value) in reason]
+    if not culprits:  # "'float' object is not iterable": the bindings of that kind
+        culprits = [p for p, value in bindings.items() if f"'{_kind(value)}'" in reason]
+    if not culprits and len(bindings) <= 3:
+        culprits = list(bindings)
+    if not culprits:
+        return f"{shown}: {reason}"
+    named = ", ".join(f"{shown}.{p} = {bindings[p]!r}" for p in culprits)
+    return f"{named}: {reason}"
+
+
+def _kind(value: object) -> str:
+    """The type name an error shows for a bound value (`@name` without parentheses is a 'type')."""
+    if getattr(value, "_configurable", None) is not None:
+        return "type" if not getattr(value, "_evaluate", True) else "?"
+    return type(value).__name__
+
+
+def error_line(error: BaseException) -> str | None:
+    """The one line the `flowmap` command prints for `error`, or None if it is a bug (its
+    traceback is shown): flowmap's own errors, and errors of configurables while gin built
+    them or while they ran. (Flowmap's own errors keep any hint lines, e.g. the known names.)"""
+    if isinstance(error, FlowmapError):
+        return without_gin_context(str(error))
+    found = configurable_error(error) or component_error(error)
+    return None if found is None else str(found)

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from flowmap_core.errors import FlowmapError
+
 
 @attrs.frozen
 class Context:
@@ -34,13 +36,41 @@ class Context:
         return self.world_size > 1
 
 
+class DeviceError(FlowmapError, ValueError):
+    """A device that is not a device, or does not exist on this machine."""
+
+
+def available_devices() -> list[str]:
+    """The devices this machine has: 'cpu', then 'cuda:0', 'cuda:1', ... and 'mps' if present."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """'auto' is the local CUDA device when there is one, else the CPU."""
+    """'auto' is the local CUDA device when there is one, else the CPU.
+
+    A device that is not one, or that this machine lacks (`cuda:7` on a machine with
+    two GPUs, `cuda` without CUDA), is a DeviceError naming the devices there are.
+    """
     if device == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"{device!r} is not a device; use 'auto' or one of {', '.join(available_devices())}"
+        ) from None
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
+    available = available_devices()
+    missing = str(resolved) not in available if resolved.type == "cuda" else "mps" not in available
+    if resolved.type in ("cuda", "mps") and missing:
+        raise DeviceError(f"device {str(resolved)!r} does not exist on this machine; it has {', '.join(available)}")
     return resolved
 
 

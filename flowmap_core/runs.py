@@ -27,12 +27,16 @@ def build_eval_spec() -> EvalSpec:
 
 
 def _build(name: str):
-    """Call the configurable `name`; a missing binding or a rejected argument is a ConfigError."""
+    """Call the configurable `name`; a missing binding or a rejected argument is a ConfigError
+    that names the binding (`objective.psd.h = 2.0: ...`)."""
     try:
         return gin.get_configurable(name)()
     except FlowmapError:
         raise
-    except (ValueError, TypeError, RuntimeError) as error:
+    except config.CONFIGURABLE_ERRORS as error:
+        named = config.configurable_error(error)
+        if named is not None:
+            raise named from error
         raise config.ConfigError(f"the config does not build: {error}") from error
 
 

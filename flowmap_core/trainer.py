@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import data, distributed
+from flowmap_core import data, distributed, validators
 from flowmap_core.ema import EMA
 from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
@@ -79,9 +79,68 @@ def _not_required(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise TrainingError(f"train.{attribute.name} is required: bind it in a gin file or with --gin")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value is not gin.REQUIRED and value <= 0:
-        raise TrainingError(f"train.{attribute.name} must be positive, got {value}")
+def _rejects(check: Callable[[Any, attrs.Attribute, Any], None]) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """A shared validator (flowmap_core.validators) whose ValueError/TypeError is a TrainingError,
+    skipped for a missing binding (reported by `_not_required`)."""
+
+    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is gin.REQUIRED:
+            return
+        try:
+            check(instance, attribute, value)
+        except (ValueError, TypeError) as error:
+            raise TrainingError(str(error)) from None
+
+    return validate
+
+
+_positive = _rejects(validators.positive_integer)
+_integer = _rejects(validators.integer)
+_boolean = _rejects(validators.boolean)
+_instance = _rejects(validators.component)
+
+
+def _factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """`backbone` and `optimizer` are called by the trainer: a class or function, not an instance."""
+    if value is not gin.REQUIRED and (not callable(value) or isinstance(value, nn.Module)):
+        raise TrainingError(
+            f"train.{attribute.name} must be a factory the trainer calls, e.g. @{attribute.name}.<name> without "
+            f"parentheses; got {value!r}"
+        )
+    family = getattr(value, "registry_family", None)
+    if family is not None and family != attribute.name:
+        raise TrainingError(
+            f"train.{attribute.name} must be a {attribute.name} (@{attribute.name}.<name>), got "
+            f"@{family}.{value.registry_name}: a {family}"
+        )
+
+
+def _grad_clip(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _rejects(validators.positive_finite)(instance, attribute, value)
+
+
+def _ema_rates(instance: Any, attribute: attrs.Attribute, value: tuple) -> None:
+    for rate in value:
+        try:
+            validators.open_unit_interval(instance, attribute, rate)
+        except (ValueError, TypeError):
+            raise TrainingError(f"train.ema_rates must be rates in (0, 1), e.g. (0.999,); got {value!r}") from None
+    if len(set(value)) != len(value):
+        raise TrainingError(f"train.ema_rates must be distinct, got {value!r}")
+
+
+def _ema_tuple(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TrainingError(f"train.device must be a string ('auto', 'cpu', 'cuda', 'cuda:1', ...), got {value!r}")
+    try:
+        distributed.resolve_device(value)
+    except distributed.DeviceError as error:
+        raise TrainingError(f"train.device = {value!r}: {error}") from None
 
 
 @gin.register("train")
@@ -98,28 +157,32 @@ class TrainSpec:
     TensorFloat-32 matmuls on CUDA.
     """
 
-    dataset: Dataset | StreamingDataset = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    backbone: Callable[..., nn.Module] = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    parameterisation: Parameterisation = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    interpolant: Interpolant = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    objective: Objective = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    time_sampler: TimeSampler = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    weighting: Weighting = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    optimizer: Callable[..., torch.optim.Optimizer] = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=_not_required)
-    conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=_not_required)
+    config_name = "train"
+
+    dataset: Dataset | StreamingDataset = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    backbone: Callable[..., nn.Module] = attrs.field(default=gin.REQUIRED, validator=[_not_required, _factory])
+    parameterisation: Parameterisation = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    interpolant: Interpolant = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    objective: Objective = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    time_sampler: TimeSampler = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    weighting: Weighting = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    optimizer: Callable[..., torch.optim.Optimizer] = attrs.field(
+        default=gin.REQUIRED, validator=[_not_required, _factory]
+    )
+    lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
-    grad_clip: float | None = None
-    ema_rates: tuple[float, ...] = attrs.field(default=(0.999,), converter=tuple)
-    ema_warmup: bool = True
-    seed: int = 0
+    grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)
+    ema_rates: tuple[float, ...] = attrs.field(default=(0.999,), converter=_ema_tuple, validator=_ema_rates)
+    ema_warmup: bool = attrs.field(default=True, validator=_boolean)
+    seed: int = attrs.field(default=0, validator=_integer)
     dtype: str = "float32"
     precision: str = "float32"
-    compile: bool = False
-    tf32: bool = True
-    device: str = "auto"
+    compile: bool = attrs.field(default=False, validator=_boolean)
+    tf32: bool = attrs.field(default=True, validator=_boolean)
+    device: str = attrs.field(default="auto", validator=_device)
     log_every: int = attrs.field(default=100, validator=_positive)
     checkpoint_every: int = attrs.field(default=1000, validator=_positive)
     keep_checkpoints: int = attrs.field(default=3, validator=_positive)

@@ -6,10 +6,17 @@ import torch
 from torch import nn
 
 from components.backbones.time_features import FourierTimeFeatures
+from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _check_count(name: str, value: object, least: int) -> None:
+    """`backbone.mlp.<name>` must be an integer >= `least` (not 2.5, not True)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"backbone.mlp.{name} must be an integer >= {least}, got {value!r}")
 
 
 @register("backbone", "mlp")
@@ -40,10 +47,23 @@ class MLP(nn.Module):
         label_features: int = 32,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
-        if depth < 1 or width < 1 or heads < 1:
-            raise ValueError(f"MLP needs depth, width and heads >= 1; got depth={depth}, width={width}, heads={heads}")
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"backbone.mlp.activation: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}"
+            )
+        for name, value, least in [
+            ("width", width, 1),
+            ("depth", depth, 1),
+            ("heads", heads, 1),
+            ("octaves", octaves, 0),
+            ("space_octaves", space_octaves, 0),
+            ("label_features", label_features, 1),
+        ]:
+            _check_count(name, value, least)
+        if num_classes is not None:
+            _check_count("num_classes", num_classes, 1)
+        if not isinstance(guidance, bool):
+            raise ConfigError(f"backbone.mlp.guidance must be True or False, got {guidance!r}")
         self.data_shape = tuple(data_shape)
         self.heads = heads
         dim = math.prod(self.data_shape)

@@ -12,8 +12,10 @@ from flowmap_core.registry import register
 
 
 def _fraction(instance: "PSD", attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not 0.0 < value < 1.0:
-        raise ValueError(f"PSD.h must be in (0, 1) (0.5 is PSD-M) or None for h ~ U(0, 1) (PSD-U); got {value}")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise ValueError(f"PSD.h must be in (0, 1) (0.5 is PSD-M) or None for h ~ U(0, 1) (PSD-U); got {value!r}")
 
 
 def two_jumps(teacher: FlowMapLike, xs: Tensor, s: Tensor, u: Tensor, t: Tensor, h: Tensor) -> Tensor:

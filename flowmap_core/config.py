@@ -106,6 +106,9 @@ def _parse_one(parse_fn, where: str) -> None:
         raise ConfigError(f"{location}: malformed gin: {error.msg}\n    {(error.text or '').strip()}") from None
     except (ValueError, KeyError, TypeError, ImportError) as error:
         raise ConfigError(explain(str(error), where)) from None
+    except OSError as error:  # an include that names no file
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise ConfigError(f"{where}: " + "; ".join(lines)) from None
 
 
 _UNKNOWN = re.compile(r"No configurable matching (?:reference )?'@?([\w.]+?)(?:\(\))?'")

@@ -82,6 +82,13 @@ def test_a_config_that_includes_itself(cycle, capsys, tmp_path):
     assert "includes itself" in line and "a.gin" in line
 
 
+def test_an_include_of_a_missing_file(capsys, tmp_path):
+    config_file = tmp_path / "a.gin"
+    config_file.write_text("include 'nope/missing.gin'\n")
+    line = one_error_line(capsys, ["train", str(config_file), "--no-eval", "--run-dir", str(tmp_path / "run")])
+    assert "nope/missing.gin" in line and "a.gin" in line
+
+
 @pytest.mark.parametrize("when", ["building", "in the first step"])
 def test_the_corrected_rerun_is_not_blocked(when, capsys, tmp_path):
     run_dir = tmp_path / "run"

@@ -52,3 +52,31 @@ def test_jump_errors_prints_a_row_per_jump(smoke_run):
         ("refined, jump 0 -> 0.5 whole", 3),
         ("refined, jump 0.5 -> 1 whole", 3),
     ]
+
+
+SMOKE_IMAGES = [
+    "--gin",
+    "dataset.shards.url = 'runs/smoke_data/gray28/train'",
+    "--gin",
+    "real/dataset.shards.url = 'runs/smoke_data/gray28/test'",
+    "--gin",
+    "backbone.unet.channels = 8",
+    "--gin",
+    "train.batch_size = 8",
+]
+
+
+def test_bench_step_times_methods_of_an_image_dataset(smoke_data):
+    out = bench_step("--dataset", "fashion_mnist", "--methods", "fm", "lsd", *SMOKE_IMAGES)
+    assert re.search(r"^\| fm \| [\d.]+ \| 1.00 \|$", out, re.M), out
+    assert re.search(r"^\| lsd \| [\d.]+ \| [\d.]+ \|$", out, re.M), out
+    assert "Framework tax" not in out, "the minimal loop is written for the checkerboard"
+
+
+def test_bench_data_prints_stream_step_and_train_rates(smoke_data):
+    command = [sys.executable, str(TOOLS / "bench_data.py"), "--url", "runs/smoke_data/gray28/train"]
+    command += ["--config", "smoke/fashion_mnist_lsd.gin", "--workers", "0", "1", "--batches", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| (\d) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \|$", done.stdout, re.M)
+    assert [int(row[0]) for row in rows] == [0, 1], done.stdout

@@ -91,6 +91,7 @@ class EvalResult:
     samples: dict[str, dict[int, torch.Tensor]]
 
     baselines: tuple[str, ...] = ()
+    sampler: str = "flow map"
 
     def table(self) -> str:
         """A Markdown table: one row per network (and baseline sampler), one column per step
@@ -98,7 +99,7 @@ class EvalResult:
         rows = [markdown_row(name, [row[k] for k in self.step_counts]) for name, row in self.scores.items()]
         floor = markdown_row("true samples (noise floor)", [self.noise_floor] * len(self.step_counts))
         if self.baselines:
-            head = table_head("weights, sampler (flow map: NFE jumps)", self.step_counts, "NFE")
+            head = table_head(f"weights, sampler (none named: {self.sampler})", self.step_counts, "NFE")
         else:
             head = table_head("weights", self.step_counts)
         return "\n".join([head, *rows, floor])
@@ -182,6 +183,7 @@ def evaluate(
         num_samples=spec.num_samples,
         samples=kept,
         baselines=tuple(baselines),
+        sampler=getattr(spec.sampler, "label", "flow map"),
     )
 
 

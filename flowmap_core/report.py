@@ -124,7 +124,7 @@ def write_image_figures(run_dir: Path, result: EvalResult, columns: int = 8) -> 
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
         for ax, row in zip(axes[0], panels, strict=True):
             show(ax, tile(result.samples[row][nfe][: columns * columns], columns))
-            sampler = "flow map" if row == first else row.removeprefix(f"{first}, ")
+            sampler = result.sampler if row == first else row.removeprefix(f"{first}, ")
             ax.set_title(f"{sampler}, NFE {nfe}: {result.scores[row][nfe]:.2f}", fontsize=9)
         fig.tight_layout()
         names.append(f"samples_nfe{nfe}.png")

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from components.datasets.points import Points
+from components.datasets.shards import Shards
+from components.datasets.synthetic_images import write_synthetic
 from components.interpolants.general import General
 from components.objectives.esd import ESD
 from components.objectives.lsd import LSD
@@ -39,6 +41,7 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
     ("objective", "weighted_sum"): lambda: WeightedSum(terms=(LSD(), PSD()), weights=(1.0, 0.5)),
     ("time_sampler", "full_square"): lambda: FullSquare(base=UniformTriangle()),
     ("dataset", "points"): lambda: Points(path=str(points_file())),
+    ("dataset", "shards"): lambda: Shards(url=shards_dir()),
     ("time_sampler", "on_grid"): lambda: OnGrid(base=UniformTriangle(), fraction=0.5),
     ("time_sampler", "shift"): lambda: Shift(base=UniformTriangle(), factor=3.0),
     ("time_sampler", "mixture"): lambda: Mixture(
@@ -101,3 +104,11 @@ def points_file() -> Path:
 # Objectives that need the network to be conditioned (labels, guidance scales): tested
 # on a conditional closed-form case of their own.
 CONDITIONAL = {"guided_flow_matching"}
+
+
+def shards_dir() -> str:
+    """Small labelled 8x8 gray shards for the `shards` dataset, written once per session."""
+    path = Path(tempfile.gettempdir()) / "flowmap-test-shards"
+    if not (path / "train" / "manifest.json").is_file():
+        write_synthetic(str(path), (1, 8, 8), train=600, test=8, per_shard=100)
+    return str(path / "train")

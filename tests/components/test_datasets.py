@@ -3,15 +3,17 @@
 import pytest
 import torch
 
-from flowmap_core import registry
-from flowmap_core.protocols import DensityDataset
+from flowmap_core import data, registry
+from flowmap_core.protocols import DensityDataset, StreamRequest
 from tests.instances import instances
 
 CPU = torch.device("cpu")
 
 
 def sample(dataset, n, seed=0):
-    return dataset.sample(n, generator=torch.Generator().manual_seed(seed), device=CPU, dtype=torch.float32)
+    """The first batch the trainer would draw: `sample` from memory, or the stream's first."""
+    request = StreamRequest(batch_size=n, seed=seed)
+    return next(data.batches(dataset, request, torch.Generator().manual_seed(seed)))
 
 
 @pytest.mark.parametrize("name, dataset", instances("dataset"))

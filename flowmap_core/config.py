@@ -114,9 +114,23 @@ def _parse_one(parse_fn, where: str) -> None:
 _UNKNOWN = re.compile(r"No configurable matching (?:reference )?'@?([\w.]+?)(?:\(\))?'")
 
 
+_IN_FILE = re.compile(
+    r'\n\s*In (?:file "(?P<file>[^"]+)", line|(?P<string>bindings string) line) (?P<line>\d+)\n\s*(?P<text>[^\n]*)'
+)
+
+
 def explain(message: str, where: str) -> str:
-    """Gin's message, with the known names of the family when a component name is unknown."""
-    text = message if where in message or "In file" in message else f"{where}: {message}"
+    """Gin's message on one line (its "In file ..., line N" location folded in), with the
+    known names of the family when a component name is unknown."""
+    located = _IN_FILE.search(message)
+    if located:
+        message = (
+            message[: located.start()].rstrip()
+            + f" ({located['file'] or located['string']}, line {located['line']}: {located['text'].strip()})"
+            + message[located.end() :]
+        )
+    in_file = located is not None and located["file"] is not None
+    text = message if where in message or in_file or "In file" in message else f"{where}: {message}"
     match = _UNKNOWN.search(message)
     if match:
         name = match.group(1)

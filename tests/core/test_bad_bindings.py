@@ -202,3 +202,37 @@ def test_the_fuzz_fails_without_the_validators():
     fuzz()  # with the validators: clean lines
     with attrs.validators.disabled(), pytest.raises(ValueError, match="EMA rates must be in"):
         fuzz()
+
+
+# ------------------------------------------------------------------------ bad files
+
+
+def _copy_of(smoke_run, tmp_path):
+    import shutil
+
+    shutil.copytree(smoke_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_an_empty_config_names_what_is_missing(capsys, tmp_path):
+    (tmp_path / "empty.gin").write_text("")
+    line = one_error_line(capsys, ["train", str(tmp_path / "empty.gin"), "--run-dir", str(tmp_path / "run")])
+    assert "Required bindings for `train` not provided" in line and "'dataset'" in line
+
+
+def test_a_run_whose_only_checkpoint_is_truncated(smoke_run, capsys, tmp_path):
+    run_dir = _copy_of(smoke_run, tmp_path)
+    for step_dir in sorted((run_dir / "checkpoints").iterdir()):
+        weights = step_dir / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    line = one_error_line(capsys, ["eval", str(run_dir)])
+    assert str(run_dir) in line and "checkpoint" in line
+
+
+def test_a_run_directory_from_another_version_of_a_component(smoke_run, capsys, tmp_path):
+    """Its config.gin binds a parameter today's component does not have."""
+    run_dir = _copy_of(smoke_run, tmp_path)
+    config_file = run_dir / "config.gin"
+    config_file.write_text(config_file.read_text() + "\nobjective.lsd.retired_option = 3\n")
+    line = one_error_line(capsys, ["eval", str(run_dir)])
+    assert "retired_option" in line and "config.gin" in line

@@ -12,21 +12,20 @@ ratios), three rates in samples per second:
 - train: the step fed by the stream, `optimise(draw())`, as `flowmap train` runs it.
 
 If train is well below step, data loading (or its workers taking cores from the step)
-bounds the run. Without `--url`, 12 shards of 28x28 gray images (Fashion-MNIST's size,
-smooth random blobs, 24,000 examples) are written to a temporary directory first.
+bounds the run. Without `--url`, 12 shards of 28x28 gray blob images (Fashion-MNIST's size,
+24,000 examples, `components/datasets/synthetic_images.py`) are written to a temporary
+directory first.
 """
 
 import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from components.datasets.shard_format import write_shards
 from components.datasets.shards import Shards
+from components.datasets.synthetic_images import write_synthetic
 from flowmap_core import config, runs
 from flowmap_core.protocols import StreamRequest
 from flowmap_core.trainer import Trainer
@@ -34,20 +33,10 @@ from flowmap_core.trainer import Trainer
 DEFAULT_CONFIG = "experiments/fashion_mnist_lsd.gin"
 
 
-def synthetic_images(count: int, seed: int = 0):
-    """28x28 uint8 images of a few Gaussian blobs each, with one of 10 labels."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(np.arange(28), np.arange(28), indexing="ij"), axis=-1)
-    for index in range(count):
-        centres = rng.uniform(4, 24, size=(3, 2))
-        widths = rng.uniform(2, 6, size=3)
-        image = sum(np.exp(-((grid - c) ** 2).sum(-1) / (2 * w**2)) for c, w in zip(centres, widths, strict=True))
-        yield (255 * image / image.max()).astype(np.uint8), index % 10
-
-
-def write_synthetic(directory: str, count: int = 24_000) -> str:
-    write_shards(directory, synthetic_images(count), classes=[str(k) for k in range(10)], per_shard=count // 12)
-    return directory
+def write_synthetic_shards(directory: str) -> str:
+    """24,000 labelled 28x28 gray blob images in 12 shards: Fashion-MNIST's size and layout."""
+    write_synthetic(directory, (1, 28, 28), train=24_000, test=12, per_shard=2_000)
+    return f"{directory}/train"
 
 
 def per_second(samples: int, seconds: float) -> float:
@@ -106,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as scratch:
-        url = args.url or write_synthetic(str(Path(scratch) / "train"))
+        url = args.url or write_synthetic_shards(scratch)
         rows = []
         for workers in args.workers:
             trainer = trainer_for(args.config, args.gin, url, workers)
@@ -114,7 +103,7 @@ def main() -> None:
             step = step_rate(trainer, args.batches)
             train = train_rate(trainer, args.batches)
             rows.append((workers, stream, step, train))
-    dataset = Shards(url=url)
+        dataset = Shards(url=url)
     shape = "x".join(map(str, dataset.data_shape))
     print(f"Data against compute ({args.config}, batch {trainer.local_batch}, {shape} images, {dataset.count:,} in")
     print(f"{len(dataset.shard_names)} shards, {torch.get_num_threads()} threads; samples/s)\n")

@@ -175,6 +175,13 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _close(writer) -> None:
+    """Finish a shard: the tar stream, then the file under it (TarWriter leaves a file it was given open)."""
+    if writer is not None:
+        writer.close()
+        writer.stream.close()
+
+
 def write_shards(
     directory: str,
     images: Iterable[tuple[np.ndarray, int | None]],
@@ -226,9 +233,7 @@ def write_shards(
             if label is not None and not 0 <= label < len(class_names):
                 raise DataError(f"example {index}: label {label} is not one of {len(class_names)} classes")
             if writer is None or counts[-1] == per_shard:
-                if writer is not None:
-                    writer.close()
-                    writer.stream.close()
+                _close(writer)
                 shards.append(f"shard-{len(shards):06d}.tar")
                 counts.append(0)
                 writer = TarWriter(fs.open(posixpath.join(root, shards[-1]), "wb"), mtime=0)
@@ -242,9 +247,7 @@ def write_shards(
             sums += values.sum(axis=0)
             squares += (values**2).sum(axis=0)
     finally:
-        if writer is not None:
-            writer.close()
-            writer.stream.close()
+        _close(writer)
     if shape is None:
         raise DataError("no examples to write")
     mean = sums / totals

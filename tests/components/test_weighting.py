@@ -22,13 +22,22 @@ def test_weighting_laws(name, weighting):
     assert (grad >= 0).all()
 
 
-@pytest.mark.parametrize("name", ["uniform", "learned"])
-def test_weighting_starts_at_the_mean(name):
-    weighting = instance("weighting", name)
-    if isinstance(weighting, torch.nn.Module):
-        weighting = weighting.double()
+def test_uniform_is_the_mean():
+    weighting = instance("weighting", "uniform")
     losses, s, t = torch.rand((3, 64), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(weighting(losses, s, t), losses.mean())
+
+
+def test_learned_starts_at_the_mean_over_its_scale():
+    """At w = 0 the first batch's loss is its own mean divided by that mean: 1, with the
+    uniform mean's gradient divided by the scale."""
+    weighting = LearnedLogVariance().double()
+    losses, s, t = torch.rand((3, 64), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    losses.requires_grad_()
+    value = weighting(losses, s, t)
+    torch.testing.assert_close(value, torch.ones((), dtype=torch.float64))
+    (grad,) = torch.autograd.grad(value, losses)
+    torch.testing.assert_close(grad, torch.full_like(losses, 1 / (64 * losses.mean().item())))
 
 
 def test_adaptive_weight_is_meanflows():
@@ -39,16 +48,38 @@ def test_adaptive_weight_is_meanflows():
     torch.testing.assert_close(Adaptive(power=0.0)(losses, s, t), losses.mean())
 
 
-def test_learned_log_variance_learns_the_loss_scale():
-    """Minimising exp(-w) l + w over w gives exp(w(s, t)) = l(s, t)."""
+def test_learned_log_variance_learns_the_relative_loss_scale():
+    """Minimising exp(-w) l / c + w over w gives exp(w(s, t)) = l(s, t) / c, c the mean loss."""
     weighting = LearnedLogVariance(octaves=4).double()
     optimiser = torch.optim.Adam(weighting.parameters(), lr=0.05)
     t = torch.linspace(0, 1, 64, dtype=torch.float64)
     s = torch.zeros_like(t)
-    losses = 0.1 + t  # the expected loss grows with t
+    losses = 0.3 + t  # the expected loss grows with t, within e^(+-bound) of its mean
     for _ in range(1500):
         optimiser.zero_grad()
         weighting(losses, s, t).backward()
         optimiser.step()
+    torch.testing.assert_close(weighting.scale, losses.mean())
     scale = weighting.log_variance(s, t).exp().detach()
-    torch.testing.assert_close(scale, losses, rtol=0.05, atol=0.01)
+    torch.testing.assert_close(scale, losses / losses.mean(), rtol=0.05, atol=0.01)
+
+
+def test_learned_log_variance_stays_bounded_when_the_residual_is_zero():
+    """Off-diagonal residuals are exactly 0 at initialisation: the unbounded optimum is
+    w = -inf. Half the rows have zero loss for 3000 Adam steps; w stays within the bound
+    and the zero rows' weight exp(-w) within e^bound, while the other rows keep theirs."""
+    weighting = LearnedLogVariance(octaves=4, bound=2.0).double()
+    optimiser = torch.optim.Adam(weighting.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3000):
+        s, t = torch.rand((2, 128), generator=g, dtype=torch.float64).sort(dim=0).values
+        t[:64] = s[:64]  # diagonal rows: flow matching, loss ~ 2
+        losses = torch.where(s == t, 2.0, 0.0)
+        optimiser.zero_grad()
+        weighting(losses, s, t).backward()
+        optimiser.step()
+    s, t = torch.rand((2, 4096), generator=g, dtype=torch.float64).sort(dim=0).values
+    w = weighting.log_variance(s, t).detach()
+    assert torch.isfinite(w).all() and w.abs().max() <= 2.0
+    assert w.min() < -1.9  # it did run toward -inf, and the bound held it
+    torch.testing.assert_close(weighting.scale, torch.tensor(1.0, dtype=torch.float64))

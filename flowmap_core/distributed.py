@@ -136,3 +136,12 @@ def all_true(flag: bool, context: Context) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=context.device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item() == 1.0)
+
+
+def all_finite(finite: torch.Tensor, context: Context) -> torch.Tensor:
+    """`finite` (a 0-d bool tensor) and-ed over ranks, on the device: no host synchronisation."""
+    if not context.distributed:
+        return finite
+    value = finite.to(torch.float32).reshape(1)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value[0] == 1.0

@@ -15,7 +15,9 @@ class EMA:
     """Copies of `net` whose weights track `rate * ema + (1 - rate) * weights` after each step.
 
     With `warmup`, the rate at update n is min(rate, (1 + n) / (10 + n)), so early
-    averages are not dominated by the random initialisation. Buffers are copied.
+    averages are not dominated by the random initialisation. Buffers are copied. An update
+    masked off by `apply` (a skipped training step) still counts towards n, so the
+    schedule needs no host synchronisation.
     """
 
     def __init__(self, net: nn.Module, rates: tuple[float, ...], warmup: bool = True):
@@ -34,12 +36,16 @@ class EMA:
             self.nets[rate] = average
 
     @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        params = [p for p in net.parameters()]
+    def update(self, net: nn.Module, apply: torch.Tensor | None = None) -> None:
+        """One averaging step towards `net`'s weights; with `apply` (a 0-d bool tensor, e.g. a
+        step's finiteness) the step happens only where it is True, decided on the device."""
+        params = list(net.parameters())
+        first = params[0] if params else next(net.buffers(), torch.zeros(()))
         for rate, average in self.nets.items():
             if self.warmup:
                 rate = min(rate, (1 + self.updates) / (10 + self.updates))
-            torch._foreach_lerp_(list(average.parameters()), params, 1.0 - rate)
+            weight = 1.0 - rate if apply is None else apply.to(first.dtype) * (1.0 - rate)
+            torch._foreach_lerp_(list(average.parameters()), params, weight)
             for mine, theirs in zip(average.buffers(), net.buffers(), strict=True):
                 mine.copy_(theirs)
         self.updates += 1

@@ -52,6 +52,7 @@ from flowmap_core.protocols import (
     TimeSampler,
     Weighting,
 )
+from flowmap_core.step_stats import SkipCounter, StepResult, Window
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
@@ -205,16 +206,6 @@ class StepInput:
     cond: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class StepResult:
-    """What one step did: its loss, named terms, gradient norm, and whether it was skipped."""
-
-    loss: float
-    terms: dict[str, float]
-    grad_norm: float
-    skipped: bool
-
-
 class Trainer:
     """Runs a `TrainSpec`, optionally in a run directory, on one process or under torchrun."""
 
@@ -270,8 +261,8 @@ class Trainer:
         self.host_generator = torch.Generator().manual_seed(stream)
         self.device_generator = torch.Generator(device=self.device).manual_seed(stream + 7919)
         self.step = 0
-        self.skipped = 0
-        self.consecutive_skips = 0
+        self._skips = SkipCounter(self.device)
+        self._last_check = 0
         self.elapsed = 0.0
         self._stop_signal: int | None = None
         self._checked_data = False
@@ -355,28 +346,48 @@ class Trainer:
         return self.spec.weighting(per_example, inputs.times.s, inputs.times.t), dict(out.terms)
 
     def optimise(self, inputs: StepInput) -> StepResult:
-        """One optimisation step on `inputs`; skipped (no update) if anything is non-finite."""
+        """One optimisation step on `inputs`; skipped (no update) if the loss or the gradient
+        is not finite. With a fused optimiser the skip is decided on the device (torch's
+        `found_inf`, as under a gradient scaler), so the step never waits for the device;
+        otherwise the host reads the flag."""
         loss, terms = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.parameters, self.context)
         clip = self.spec.grad_clip if self.spec.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, clip))
-        loss_value = float(loss.detach())
-        finite = distributed.all_true(math.isfinite(loss_value) and math.isfinite(grad_norm), self.context)
-        values = {name: float(value) for name, value in terms.items()}
-        if finite:
-            multiplier = self.spec.lr_schedule(self.step, self.spec.steps)
-            for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-                group["lr"] = base * multiplier
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip)
+        loss = loss.detach()
+        finite = distributed.all_finite(torch.isfinite(loss) & torch.isfinite(grad_norm), self.context)
+        multiplier = self.spec.lr_schedule(self.step, self.spec.steps)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * multiplier
+        if self.skips_on_device:
+            self.optimizer.found_inf = (~finite).to(device=self.device, dtype=torch.float32)
             self.optimizer.step()
-            self.ema.update(self.net)
-            self.consecutive_skips = 0
-        else:
-            self.skipped += 1
-            self.consecutive_skips += 1
+        elif bool(finite):
+            self.optimizer.step()
+        self.ema.update(self.net, apply=finite)
         self.step += 1
-        return StepResult(loss=loss_value, terms=values, grad_norm=grad_norm, skipped=not finite)
+        result = StepResult(loss=loss, grad_norm=grad_norm, terms=_as_tensors(terms, loss), finite=finite)
+        self._skips.add(result)
+        return result
+
+    @property
+    def skips_on_device(self) -> bool:
+        """Whether a skipped step is decided on the device: the optimiser is fused (torch's
+        fused Adam, AdamW, SGD take a `found_inf` flag and leave everything as it was)."""
+        fused = bool(self.optimizer.defaults.get("fused"))
+        return fused and getattr(self.optimizer, "_step_supports_amp_scaling", False)
+
+    @property
+    def skipped(self) -> int:
+        """Steps skipped so far (reads the device counter)."""
+        return int(self._skips.counts[0])
+
+    @property
+    def consecutive_skips(self) -> int:
+        """Skipped steps in a row up to now (reads the device counter)."""
+        return int(self._skips.counts[1])
 
     # ------------------------------------------------------------------ the loop
 
@@ -390,7 +401,7 @@ class Trainer:
         spec = self.spec
         until = spec.steps if until is None else min(until, spec.steps)
         bar = tqdm(total=spec.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
-        window = _Window()
+        window = Window()
         started = time.perf_counter() - self.elapsed
         with self._stop_signals_finish_the_step():
             try:
@@ -401,32 +412,46 @@ class Trainer:
                     bar.update(1)
                     if self.step == 1:
                         self._write_text("operative_config.gin", gin.operative_config_str())
-                    if result.skipped:
-                        self._on_skip(result)
-                    if self.step % spec.log_every == 0 or self.step == spec.steps:
+                    log = self.step % spec.log_every == 0 or self.step == spec.steps
+                    save = self.step % spec.checkpoint_every == 0 or self.step == until
+                    if log or save or not self.skips_on_device:
+                        self._check_skips()
+                    if log:
                         record = window.flush(self.step, self.elapsed, self.skipped, self.optimizer)
                         bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped)
                         self._append_metrics(record)
-                    stop = not distributed.all_true(self._stop_signal is None, self.context)
-                    if self.step % spec.checkpoint_every == 0 or self.step == until or stop:
+                    stop = self._stop_requested(check_ranks=log)
+                    if save or stop:
                         self.save()
                     if stop:
                         raise Interrupted(self.step, self.run_dir)
             finally:
                 bar.close()
 
-    def _on_skip(self, result: StepResult) -> None:
-        bad = [name for name, value in result.terms.items() if not math.isfinite(value)]
-        what = f"objective terms {', '.join(bad)}" if bad else ("the loss" if not math.isfinite(result.loss) else "")
-        what = what or "the gradient"
-        self._log(f"step {self.step}: skipped, {what} not finite ({self.consecutive_skips} in a row)")
-        if self.consecutive_skips >= self.spec.max_consecutive_skips:
+    def _check_skips(self) -> None:
+        """Read the skip counters: log skipped steps since the last read, and stop the run when
+        too many came in a row."""
+        report = self._skips.read()
+        since, self._last_check = self._last_check, self.step
+        if not report.new:
+            return
+        what = report.what()
+        which = "skipped" if report.new == 1 else f"{report.new} steps skipped since step {since}"
+        self._log(f"step {self.step}: {which}, {what} not finite ({report.in_a_row} in a row)")
+        if report.longest >= self.spec.max_consecutive_skips:
             raise TrainingError(
-                f"{self.consecutive_skips} consecutive steps had a non-finite loss or gradient ({what}); "
+                f"{report.longest} consecutive steps had a non-finite loss or gradient ({what}); "
                 f"stopping at step {self.step}. The last good checkpoint is intact"
                 + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else "")
                 + ". Lower the learning rate, clip gradients (train.grad_clip) or change the stop-gradient policy."
             )
+
+    def _stop_requested(self, check_ranks: bool) -> bool:
+        """Whether SIGINT/SIGTERM asked this run to stop. Under torchrun the ranks agree on it
+        at log steps only (a collective costs a host synchronisation)."""
+        if not self.context.distributed:
+            return self._stop_signal is not None
+        return check_ranks and not distributed.all_true(self._stop_signal is None, self.context)
 
     @contextmanager
     def _stop_signals_finish_the_step(self) -> Iterator[None]:
@@ -483,8 +508,7 @@ class Trainer:
         self.device_generator.set_state(found.rng["device"])
         torch.set_rng_state(found.rng["torch"])
         self.step = found.state["step"]
-        self.skipped = found.state["skipped"]
-        self.consecutive_skips = found.state["consecutive_skips"]
+        self._skips = SkipCounter(self.device, total=found.state["skipped"], in_a_row=found.state["consecutive_skips"])
         self.ema.updates = found.state["ema_updates"]
         self.elapsed = found.state["elapsed_s"]
         self._batches = None  # a stream restarts from the restored step
@@ -553,37 +577,6 @@ class Trainer:
             tqdm.write(f"flowmap: {message}", file=sys.stderr)
 
 
-class _Window:
-    """Running means of the logged quantities between two log lines."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.count = 0
-        self.sums: dict[str, float] = {}
-        self.since = time.perf_counter()
-
-    def add(self, result: StepResult) -> None:
-        if result.skipped:
-            return
-        self.count += 1
-        for name, value in {"loss": result.loss, "grad_norm": result.grad_norm, **result.terms}.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-
-    def flush(self, step: int, elapsed: float, skipped: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        seconds = time.perf_counter() - self.since
-        record: dict[str, Any] = {"step": step}
-        record.update({name: total / max(self.count, 1) for name, total in self.sums.items()})
-        record.setdefault("loss", float("nan"))
-        record["lr"] = optimizer.param_groups[0]["lr"]
-        record["skipped_total"] = skipped
-        record["steps_per_s"] = self.count / seconds if seconds > 0 else float("nan")
-        record["elapsed_s"] = elapsed
-        self.reset()
-        return record
-
-
 def config_changes(before: str, after: str) -> list[str]:
     """Binding lines that differ between two gin configs (comments and blank lines ignored)."""
 
@@ -595,3 +588,8 @@ def config_changes(before: str, after: str) -> list[str]:
         for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
         if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
     ]
+
+
+def _as_tensors(terms: dict[str, Any], like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """An objective's named terms as detached 0-d tensors on `like`'s device."""
+    return {name: torch.as_tensor(value, device=like.device).detach() for name, value in terms.items()}

@@ -135,6 +135,28 @@ def test_too_many_skips_stop_the_run_with_the_checkpoint_intact(tmp_path, capsys
     assert newest.checkpoint.state["step"] == 60
 
 
+def test_a_fused_optimiser_skips_on_the_device_and_the_loop_reads_skips_at_log_steps(tmp_path, capsys):
+    """With fused Adam the skip is torch's `found_inf` flag: the step syncs nothing with the host,
+    a skipped step still changes nothing, and the loop sees the skips at the next log step."""
+    bindings = ["optimizer.adam.fused = True", "train.log_every = 4", "train.max_consecutive_skips = 3"]
+    trainer = _trainer(bindings)
+    assert trainer.skips_on_device
+    object.__setattr__(trainer.spec, "objective", NaNFor(trainer.spec.objective, 2))
+    before = _weights(trainer)
+    results = [trainer.optimise(trainer.draw()) for _ in range(2)]
+    assert all(r.skipped for r in results)
+    assert all(torch.equal(before[k], v) for k, v in _weights(trainer).items()), "a skipped step changes nothing"
+    assert not trainer.optimise(trainer.draw()).skipped
+    assert (trainer.skipped, trainer.consecutive_skips) == (2, 0)
+    assert trainer.optimizer.state[trainer.parameters[0]]["step"] == 1, "Adam counts only the step it took"
+
+    trainer = _trainer(bindings, run_dir=tmp_path / "run")
+    object.__setattr__(trainer.spec, "objective", NaNFor(trainer.spec.objective, 3))
+    with pytest.raises(TrainingError, match="3 consecutive steps.*objective terms lsd.*stopping at step 4"):
+        trainer.fit()
+    assert "step 4: 3 steps skipped since step 0, objective terms lsd not finite (0 in a row)" in capsys.readouterr().err
+
+
 def test_sigint_checkpoints_and_resume_finishes_the_run(tmp_path):
     """Ctrl-C during `flowmap train` leaves a resumable run; --resume ends where an
     uninterrupted run ends, bit for bit."""

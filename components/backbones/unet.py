@@ -53,6 +53,8 @@ class UNet(nn.Module):
         embedding_channels: width of the time (and label, guidance) embedding.
         num_classes: number of classes for class-conditional maps (None: unconditional).
         guidance: whether the network takes a guidance scale per example.
+        channels_last: keep weights and activations in the channels-last memory layout,
+            which bfloat16 convolutions on recent GPUs run faster in (same values).
 
     GroupNorm and attention compute in at least float32 and cast back, so that JVPs and
     their backward pass run under bfloat16 autocast (see `unet_blocks`).
@@ -76,6 +78,7 @@ class UNet(nn.Module):
         embedding_channels: int | None = None,
         num_classes: int | None = None,
         guidance: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         data_shape, channel_multipliers = tuple(data_shape), tuple(channel_multipliers)
@@ -164,6 +167,9 @@ class UNet(nn.Module):
                 self.upsample.append(Upsample(width_now))
         self.output_norm = group_norm(width_now)
         self.output_conv = zero_initialised(nn.Conv2d(width_now, heads * image_channels, 3, padding=1))
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def embed(self, s: Tensor, t: Tensor, label: Tensor | None, guidance: Tensor | None) -> Tensor:
         """The embedding `(batch, embedding_channels)` of the times, label and guidance scale."""
@@ -182,6 +188,8 @@ class UNet(nn.Module):
     @typechecked
     def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:
         embedding = self.embed(s, t, label, guidance)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.input_conv(x)
         skips = [h]
         for level, level_blocks in enumerate(self.encoder):

@@ -21,11 +21,12 @@ class GroupNorm(nn.GroupNorm):
     Under bfloat16 autocast, torch's GroupNorm of a bfloat16 input with float32 affine
     weights returns a bfloat16 value but a float32 forward-mode tangent, which the next
     convolution rejects inside `torch.func.jvp`; normalising in float32 and casting back
-    keeps value and tangent in one dtype (and the statistics accurate).
+    keeps value and tangent in one dtype (and the statistics accurate). The input is made
+    contiguous first: torch's forward-mode GroupNorm fails on a channels-last tensor.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype)
+        return super().forward(x.to(torch.promote_types(x.dtype, torch.float32)).contiguous()).to(x.dtype)
 
 
 def group_norm(channels: int) -> GroupNorm:

@@ -66,6 +66,24 @@ def test_jvp_matches_finite_differences(config, direction):
     assert error < 1e-6, f"JVP in {direction} off by {error:.2e} (relative)"
 
 
+def test_channels_last_gives_the_same_values_and_derivatives():
+    """`channels_last` changes the memory layout only: value, JVP and gradient as before (float64)."""
+    shape = (2, 8, 8)
+    nets = [
+        off_zero_init(UNet(data_shape=shape, heads=2, channels_last=cl, **WITH_ATTENTION).double()) for cl in (0, 1)
+    ]
+    assert nets[1].input_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x, s, t = inputs(shape, dtype=torch.float64)
+    tangent = (torch.randn_like(x), torch.zeros_like(s), torch.ones_like(t))
+    results = []
+    for net in nets:
+        out, derivative = jvp(net, (x, s, t), tangent)
+        derivative.square().mean().backward()
+        results.append((out, derivative, net.input_conv.weight.grad))
+    for plain, channels_last in zip(*results, strict=True):
+        torch.testing.assert_close(channels_last, plain, rtol=1e-12, atol=1e-12)
+
+
 def test_backward_through_jvp():
     """The LSD pattern: the tangent output is differentiable by backpropagation."""
     shape = (1, 8, 8)

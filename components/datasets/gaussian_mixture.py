@@ -6,6 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from components.exact.gaussian_mixture import GaussianMixtureFlow
 from flowmap_core.protocols import Batch
 from flowmap_core.registry import register
 
@@ -81,3 +82,38 @@ class GaussianMixture:
         z = torch.randn((n, 2), generator=generator, device=generator.device, dtype=torch.float64)
         points = means[label].to(z.device) + stds[label] * z
         return Batch(x1=points.to(device=device, dtype=dtype), label=torch.full((n,), label, device=device))
+
+
+@register("dataset", "gaussian_mixture_nd")
+@attrs.define(frozen=True, kw_only=True)
+class GaussianMixtureND:
+    """The d-dimensional mixture sum_k w_k N(m_k, diag(sigma_k^2)) of `exact.gaussian_mixture`,
+    drawn through it, so a run trains on the very distribution whose flow map it is scored
+    against; labels are the component index.
+
+    In gin, bind the mixture once and let both sides build it::
+
+        train.dataset = @dataset.gaussian_mixture_nd()
+        dataset.gaussian_mixture_nd.mixture = @exact.gaussian_mixture()
+        exact.gaussian_mixture.means = @exact.mixture_means()
+        exact.mixture_means.dimension = 8
+    """
+
+    mixture: GaussianMixtureFlow = attrs.field(factory=GaussianMixtureFlow)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.mixture, GaussianMixtureFlow):
+            name = type(self.mixture).__name__
+            raise TypeError(f"dataset.gaussian_mixture_nd.mixture must be @exact.gaussian_mixture(), got {name}")
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.mixture.data_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.mixture.num_components
+
+    def sample(self, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Batch:
+        points, label = self.mixture.sample(n, generator=generator)
+        return Batch(x1=points.to(device=device, dtype=dtype), label=label.to(device))

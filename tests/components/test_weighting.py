@@ -54,7 +54,7 @@ def test_learned_log_variance_learns_the_relative_loss_scale():
     optimiser = torch.optim.Adam(weighting.parameters(), lr=0.05)
     t = torch.linspace(0, 1, 64, dtype=torch.float64)
     s = torch.zeros_like(t)
-    losses = 0.3 + t  # the expected loss grows with t, within e^(+-bound) of its mean
+    losses = 1.0 + t  # the expected loss grows with t, within e^(+-bound) of its mean
     for _ in range(1500):
         optimiser.zero_grad()
         weighting(losses, s, t).backward()

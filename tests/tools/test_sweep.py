@@ -1,0 +1,93 @@
+"""tools/sweep.py: one command per run, finished runs skipped, interrupted ones resumed, and the
+summary's mean ± std equal to the runs' own report tables."""
+
+import importlib.util
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowmap_core import config
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "sweep.py"
+_spec = importlib.util.spec_from_file_location("sweep", TOOL)
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+SMOKE = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
+TINY = [
+    "--gin",
+    "train.steps = 4",
+    "--gin",
+    "train.checkpoint_every = 2",
+    "--gin",
+    "evaluate.num_samples = 400",
+    "--gin",
+    "evaluate.plot_samples = 100",
+]
+
+
+def test_print_commands_lists_one_command_per_cell_and_seed(tmp_path, capsys):
+    argv = [SMOKE, "--out", str(tmp_path), "--grid", "optimizer.adam.lr", "1e-2", "1e-3", "--seeds", "0", "1"]
+    assert sweep.main([*argv, "--print-commands"]) == 0
+    commands = [shlex.split(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(commands) == 4
+    run_dirs = {c[c.index("--run-dir") + 1] for c in commands}
+    assert run_dirs == {str(tmp_path / f"lr=1e-{e}" / f"seed{s}") for e in (2, 3) for s in (0, 1)}
+    first = commands[0]
+    assert first[first.index("train") + 1] == SMOKE and "--resume" not in first
+    assert "optimizer.adam.lr = 1e-2" in first and "train.seed = 0" in first
+
+
+def test_cells_are_named_by_config_and_value():
+    names = [name for name, _, _ in sweep.cells(["a/lsd.gin", "a/esd.gin"], [["train.objective", "@objective.psd()"]])]
+    assert names == ["lsd-objective=objective.psd", "esd-objective=objective.psd"]
+
+
+def test_report_table_is_read_with_missing_entries(tmp_path):
+    (tmp_path / "report.md").write_text(
+        "# run\n\n| setting | value |\n|---|---|\n| a | b |\n\n## kl\n\n"
+        "| weights, sampler (none named: flow map) | NFE 1 | NFE 2 |\n|---|---|---|\n"
+        "| ema_0.999 | 0.5000 | 0.2500 |\n| ema_0.999, heun ODE | — | 0.9000 |\n"
+        "| true samples (noise floor) | 0.0100 | 0.0100 |\n\ntext\n"
+    )
+    table = sweep.read_report_table(tmp_path / "report.md")
+    assert table["ema_0.999"] == {"NFE 1": 0.5, "NFE 2": 0.25}
+    assert math.isnan(table["ema_0.999, heun ODE"]["NFE 1"]) and table["ema_0.999, heun ODE"]["NFE 2"] == 0.9
+    assert sweep._count("NFE 2") == 2 and sweep._count("16 steps") == 16 and sweep._count("mean") is None
+
+
+def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = [SMOKE, "--out", str(out), "--seeds", "0", "1", "--jobs", "2", *TINY]
+    done = subprocess.run([sys.executable, str(TOOL), *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cell = out / "checkerboard_lsd"
+    tables = [sweep.read_report_table(cell / f"seed{s}" / "report.md") for s in (0, 1)]
+    values = [t["ema_0.999"]["1 step"] for t in tables]
+    assert values[0] != values[1]  # the seeds differ
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary[cell.name]["ema_0.999"]["1 step"] == {"0": values[0], "1": values[1]}
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    assert f"| {cell.name} | 2 | {mean:.4f} ± {std:.4f} |" in (out / "summary.md").read_text()
+    assert (out / "summary.png").stat().st_size > 1000
+
+    assert sweep.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2 runs, 2 already done" in err and "start" not in err
+
+    (cell / "seed1" / "report.md").unlink()
+    assert sweep.main([*argv, "--print-commands"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "seed1" in lines[0] and "--resume" in lines[0]
+
+
+@pytest.mark.parametrize("bad", [["--grid", "train.steps"], ["--jobs", "0"]])
+def test_bad_arguments(bad, tmp_path):
+    with pytest.raises(SystemExit):
+        sweep.parse([SMOKE, "--out", str(tmp_path), *bad])

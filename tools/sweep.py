@@ -1,0 +1,320 @@
+"""Run a grid of configs x gin bindings x seeds as separate `flowmap train` processes, then
+aggregate every run's scores into mean ± std per cell.
+
+    python tools/sweep.py gin/experiments/checkerboard_lsd.gin gin/experiments/checkerboard_esd.gin \\
+        --out runs/sweep --grid backbone.mlp.width 256 512 --seeds 0 1 2 --jobs 2
+
+Cells are the product of the configs and every `--grid NAME VALUE ...` axis; each cell runs
+once per seed (`train.seed`), in OUT/<cell>/seed<k>. Every run is one command
+(`--print-commands` lists them, one a line, for a cluster launcher; run them anywhere, then
+aggregate here with `--aggregate`). The sweep is resumable: a run whose directory holds
+report.md (with `--no-eval`: a complete checkpoint at its last step) is skipped, and one
+with an earlier complete checkpoint is continued with `--resume`.
+
+Aggregation reads each run's score table from report.md (the first table whose header is
+`| weights ...`: one row per weights or baseline sampler, one column per step count or NFE)
+and the flat `{"name": number}` object of scores.json if a tool wrote one (e.g.
+tools/mixture_experiment.py). It writes OUT/summary.md (mean ± std over seeds, the sample
+standard deviation; seeds are listed), OUT/summary.json (every seed's value) and
+OUT/summary.png (each cell's headline row against step count, with ±1 std bars).
+"""
+
+import argparse
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPORT = "report.md"
+SCORES = "scores.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training process: the cell it belongs to, its seed, its config, bindings and directory."""
+
+    cell: str
+    seed: int
+    config: str
+    bindings: tuple[str, ...]
+    run_dir: Path
+    no_eval: bool = False
+    extra_args: tuple[str, ...] = field(default=())
+
+    def command(self, resume: bool = False) -> list[str]:
+        """The `flowmap train` command line of this run (`--resume` to continue it)."""
+        argv = [sys.executable, "-m", "flowmap_core.cli", "train", self.config, "--run-dir", str(self.run_dir)]
+        argv += ["--no-progress", *(["--no-eval"] if self.no_eval else []), *(["--resume"] if resume else [])]
+        for binding in (*self.bindings, f"train.seed = {self.seed}"):
+            argv += ["--gin", binding]
+        return argv + list(self.extra_args)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe short form of a binding value or config name."""
+    text = re.sub(r"^@|\(\)$", "", text.strip())
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def cells(configs: list[str], grid: list[list[str]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(cell name, config, bindings) for every combination of a config and one value per axis."""
+    axes = [[(name, value) for value in values] for name, *values in grid]
+    out = []
+    for config in configs:
+        for combo in itertools.product(*axes):
+            parts = [slug(Path(config).stem)] if len(configs) > 1 else []
+            parts += [f"{slug(name.split('.')[-1])}={slug(value)}" for name, value in combo]
+            out.append(("-".join(parts) or slug(Path(config).stem), config, tuple(f"{n} = {v}" for n, v in combo)))
+    names = [name for name, _, _ in out]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"sweep: two cells share a name ({names}); give the axes distinct last name parts")
+    return out
+
+
+def final_step(run_dir: Path) -> int | None:
+    """`train.steps` of a run, from the config.gin it was started with."""
+    config_file = run_dir / "config.gin"
+    if not config_file.is_file():
+        return None
+    found = re.findall(r"^train\.steps\s*=\s*(\d+)\s*$", config_file.read_text(), re.M)
+    return int(found[-1]) if found else None
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the run's complete checkpoints, oldest first."""
+    from flowmap_core.checkpoint import complete_checkpoints
+
+    return [int(path.name.removeprefix("step_")) for path in complete_checkpoints(run_dir / "checkpoints")]
+
+
+def status(run: Run) -> str:
+    """'done' (report.md, or the last step's checkpoint with --no-eval), 'partial' (a complete
+    checkpoint to resume from) or 'new'."""
+    steps = checkpoint_steps(run.run_dir)
+    if (run.run_dir / REPORT).is_file() or (run.no_eval and steps and steps[-1] == final_step(run.run_dir)):
+        return "done"
+    return "partial" if steps else "new"
+
+
+def launch(runs: list[Run], jobs: int, threads: int, nice: int, log_dir: Path) -> dict[Run, int]:
+    """Run the not-done runs, `jobs` at a time, each with OMP_NUM_THREADS=`threads` under
+    `nice`; stdout and stderr go to log_dir/<cell>-seed<k>.log. Returns each exit status."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    queue = list(runs)
+    active: dict[subprocess.Popen, Run] = {}
+    codes: dict[Run, int] = {}
+    while queue or active:
+        while queue and len(active) < jobs:
+            run = queue.pop(0)
+            argv = run.command(resume=status(run) == "partial")
+            if nice:
+                argv = ["nice", "-n", str(nice), *argv]
+            log = open(log_dir / f"{run.cell}-seed{run.seed}.log", "w")  # noqa: SIM115 (closed when it ends)
+            print(f"sweep: start {run.cell} seed {run.seed}", file=sys.stderr)
+            active[subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)] = run
+            log.close()
+        for process in [p for p in active if p.poll() is not None]:
+            run = active.pop(process)
+            codes[run] = process.returncode
+            state = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see the log)"
+            print(f"sweep: {state}: {run.cell} seed {run.seed}", file=sys.stderr)
+        time.sleep(0.2)
+    return codes
+
+
+# ------------------------------------------------------------------------- aggregation
+
+
+def read_report_table(path: Path) -> dict[str, dict[str, float]]:
+    """row -> column -> value of the first `| weights ...` table in a report.md. Columns are
+    the header's names ('1 step', 'NFE 4', ...); '—' (not scored) is NaN; the noise-floor row
+    is kept under its own name."""
+    lines = path.read_text().splitlines()
+    for start, line in enumerate(lines):
+        if not re.match(r"^\|\s*weights\b", line):
+            continue
+        header = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        table = {}
+        for row in lines[start + 2 :]:
+            if not row.startswith("|"):
+                break
+            values = [cell.strip() for cell in row.strip().strip("|").split("|")]
+            if len(values) != len(header):
+                continue
+            table[values[0]] = {col: _number(value) for col, value in zip(header[1:], values[1:], strict=True)}
+        return table
+    return {}
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def run_scores(run_dir: Path) -> dict[str, dict[str, float]]:
+    """A finished run's scores: its report table, plus scores.json under the row 'scores'."""
+    table = read_report_table(run_dir / REPORT) if (run_dir / REPORT).is_file() else {}
+    if (run_dir / SCORES).is_file():
+        extra = json.loads((run_dir / SCORES).read_text())
+        table["scores"] = {str(k): float(v) for k, v in extra.items() if isinstance(v, int | float)}
+    return table
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN for one value) of the finite values."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan
+
+
+def fmt(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(std) else f"{mean:.4f} ± —"
+
+
+def aggregate(runs: list[Run], out: Path) -> str:
+    """Write summary.md, summary.json and summary.png under `out`; returns the markdown."""
+    # cell -> row -> column -> seed -> value
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    missing = []
+    for run in runs:
+        scores = run_scores(run.run_dir)
+        if not scores:
+            missing.append(f"{run.cell} seed {run.seed}")
+        for row, columns in scores.items():
+            for column, value in columns.items():
+                data[run.cell][row][column][run.seed] = value
+    lines = ["# Sweep summary", "", "Mean ± sample standard deviation over seeds; `n` is the number of seeds.", ""]
+    kinds: dict[tuple[str, ...], list[tuple[str, str]]] = defaultdict(list)
+    for cell, rows in data.items():
+        for row, columns in rows.items():
+            kind = "noise floor" if row.startswith("true samples") else row
+            kinds[(kind, *columns)].append((cell, row))
+    for (kind, *columns), members in kinds.items():
+        lines += [f"## {kind}", "", "| cell | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+        for cell, row in members:
+            seeds = sorted({s for column in columns for s in data[cell][row][column]})
+            values = [fmt(*mean_std(list(data[cell][row][column].values()))) for column in columns]
+            lines.append(f"| {cell} | {len(seeds)} | " + " | ".join(values) + " |")
+        lines.append("")
+    if missing:
+        lines += ["Runs without scores (not finished or failed): " + ", ".join(missing), ""]
+    text = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+    plot(data, out / "summary.png")
+    return text
+
+
+def _count(column: str) -> int | None:
+    """The step count or NFE a column names ('4 steps', 'NFE 4'), else None."""
+    found = re.fullmatch(r"(\d+) steps?|NFE (\d+)", column)
+    return int(found[1] or found[2]) if found else None
+
+
+def plot(data: dict, path: Path) -> None:
+    """Each cell's headline row (its first) against step count/NFE, mean ± 1 std over seeds;
+    the noise floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for cell, rows in data.items():
+        for index, (row, columns) in enumerate(rows.items()):
+            counted = sorted((_count(c), c) for c in columns if _count(c) is not None)
+            if not counted or (index > 0 and not row.startswith("true samples")):
+                continue
+            stats = [mean_std(list(columns[c].values())) for _, c in counted]
+            x = [k for k, _ in counted]
+            if row.startswith("true samples"):
+                ax.plot(x, [m for m, _ in stats], linestyle="--", color="gray", linewidth=0.8)
+                continue
+            ax.errorbar(
+                x, [m for m, _ in stats], yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o", label=cell
+            )
+            drawn = True
+    if drawn:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("flow-map steps (or NFE)")
+        ax.set_ylabel("score (dashed: noise floor)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="+", help="gin files (one axis of the grid)")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory: OUT/<cell>/seed<k>, summary.*")
+    parser.add_argument(
+        "--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"), help="an axis: binding and values"
+    )
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="a binding for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="processes at once")
+    parser.add_argument("--threads", type=int, default=None, help="OMP threads per process (default: cores / jobs)")
+    parser.add_argument("--nice", type=int, default=0, help="run each process under nice -n NICE")
+    parser.add_argument("--no-eval", action="store_true", help="train only (done = last checkpoint written)")
+    parser.add_argument("--print-commands", action="store_true", help="print each pending run's command and exit")
+    parser.add_argument("--aggregate", action="store_true", help="only aggregate the runs already there")
+    args = parser.parse_args(argv)
+    if any(len(axis) < 2 for axis in args.grid):
+        parser.error("--grid takes a binding name and at least one value")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[Run]:
+    """Every run of the sweep, cell by cell and seed by seed."""
+    return [
+        Run(cell, seed, config, (*args.gin, *bindings), args.out / cell / f"seed{seed}", args.no_eval)
+        for cell, config, bindings in cells(args.configs, args.grid)
+        for seed in args.seeds
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    runs = plan(args)
+    pending = [run for run in runs if status(run) != "done"]
+    if args.print_commands:
+        for run in pending:
+            print(shlex.join(run.command(resume=status(run) == "partial")))
+        return 0
+    failed = 0
+    if not args.aggregate:
+        print(f"sweep: {len(runs)} runs, {len(runs) - len(pending)} already done", file=sys.stderr)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        codes = launch(pending, args.jobs, threads, args.nice, args.out / "logs")
+        failed = sum(code != 0 for code in codes.values())
+    print(aggregate(runs, args.out))
+    print(f"sweep: summary in {args.out / 'summary.md'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

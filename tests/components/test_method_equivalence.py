@@ -80,9 +80,13 @@ def V(net, x, s, t):
 
 def test_shortcut_model_loss():
     """Frans et al. (2024), Eq. 5: ||s(x_t, t, 0) - (x1 - x0)||^2 on the flow-matching share,
-    ||s(x_t, t, 2d) - sg(s(x_t, t, d) / 2 + s(x'_{t+d}, t + d, d) / 2)||^2, x'_{t+d} = x_t + d s(x_t, t, d),
-    on the rest; the batch mean of the per-element mean squares."""
+    ||s(x_t, t, 2d) - sg(s'(x_t, t, d) / 2 + s'(x'_{t+d}, t + d, d) / 2)||^2, x'_{t+d} = x_t + d s'(x_t, t, d),
+    on the rest, s' the EMA weights (the official bootstrap_ema); the batch mean of the
+    per-element mean squares."""
     trainer = assemble("shortcut")
+    ema = trainer.ema_nets()["ema_0.999"]
+    torch.nn.init.normal_(ema.out.weight, std=0.3)  # a teacher that differs from the student
+    torch.nn.init.normal_(ema.out.bias, std=0.3)
 
     def s_model(net, x, t, d):
         return V(net, x, t, t + d)
@@ -96,13 +100,33 @@ def test_shortcut_model_loss():
         d = two_d[k:] / 2
         x, tk = xt[k:], t[k:]
         with torch.no_grad():
-            first = s_model(net, x, tk, d)
-            second = s_model(net, x + d[:, None] * first, tk + d, d)
+            first = s_model(ema, x, tk, d)
+            second = s_model(ema, x + d[:, None] * first, tk + d, d)
             target = first / 2 + second / 2
         shortcut = (s_model(net, x, tk, 2 * d) - target).pow(2).mean(1)
         return torch.cat([flow, shortcut]).mean()
 
     compare(trainer, published)
+
+
+def test_shortcut_model_times():
+    """kvfrans/shortcut-models, targets_shortcut.py: one row in bootstrap_every = 8 is
+    self-consistency; its full step dt = 2d is 2^-k, k in 0..6, and its start t is on the
+    full-step grid, t = randint(0, 1/dt) dt."""
+    trainer = assemble("shortcut")
+    generator = torch.Generator().manual_seed(0)
+    pairs = trainer.spec.time_sampler(
+        Draw(n=65536, step=0, total_steps=1, generator=generator, device=CPU, dtype=torch.float64)
+    )
+    k = pairs.n_diagonal
+    assert k == 65536 * 7 // 8
+    step = (pairs.t - pairs.s)[k:]
+    exponent = -torch.log2(step)
+    assert torch.equal(exponent, exponent.round()) and set(exponent.tolist()) == set(range(7))
+    slot = pairs.s[k:] / step
+    assert torch.equal(slot, slot.round()), "s is a multiple of the full step"
+    for e in range(7):  # every start on the grid occurs
+        assert len(torch.unique(slot[exponent == e])) == 2**e
 
 
 def test_meanflow_loss():

@@ -1,6 +1,9 @@
 """Discrete-time consistency: the map from s must agree with the map from the next level u."""
 
+import math
+
 import attrs
+import torch
 
 from components.objectives.residual import mean_square
 from components.stopgrad.policies import TeacherStopGradient
@@ -10,24 +13,40 @@ from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient
 from flowmap_core.registry import register
 
 
+def _distance(instance: "Consistency", attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("squared", "pseudo_huber"):
+        raise ValueError(f"Consistency.distance must be 'squared' or 'pseudo_huber', got {value!r}")
+
+
 @register("objective", "consistency")
 @attrs.define(frozen=True, kw_only=True)
 class Consistency:
-    """|X_{s,t}(x_s) - sg X_{u,t}(y_u)|^2 for adjacent times s < u (the sampler's `u`).
+    """lambda(s, u) d(X_{s,t}(x_s), sg X_{u,t}(y_u)) for adjacent times s < u (the sampler's `u`).
 
     y_u is x_s carried to u by the `velocity` source: along the pair (consistency
     training, the conditional velocity: y_u = x_u) or by one Euler step of the teacher's
-    velocity (consistency distillation). The teacher map (the trainer's `teacher`,
-    an EMA in Song et al. 2023) gives the target. With `normalise`, the residual is
-    divided by (u - s): as u -> s it tends to the Eulerian residual of ESD, so the loss
-    keeps one scale whatever the discretisation; without it, it is the published
-    squared-L2 consistency loss (mean over dimensions). Stop-gradient hook: `target`
-    around the teacher's X_{u,t}(y_u).
+    velocity (consistency distillation). The teacher map (the trainer's `teacher`) gives
+    the target. Stop-gradient hook: `target` around the teacher's X_{u,t}(y_u).
+
+    The distance d and weight lambda:
+    - `distance = 'squared'`: the mean square over dimensions (Song et al. 2023, Eq. 10
+      with d = squared L2). With `normalise`, the residual is first divided by (u - s):
+      as u -> s it tends to the Eulerian residual of ESD, so the loss keeps one scale
+      whatever the discretisation.
+    - `distance = 'pseudo_huber'`: sqrt(|r|^2 + c^2) - c with |r| summed over the D
+      dimensions and c = `pseudo_huber_c` sqrt(D) (Song & Dhariwal 2023, iCT:
+      c = 0.00054 sqrt(d)).
+    - `sigma_weight`: lambda = 1 / (sigma_s - sigma_u) (iCT's 1 / (sigma_{i+1} - sigma_i)),
+      with the noise levels sigma = (1 - s) / s of x_s / s = x1 + sigma x0, so
+      lambda = s u / (u - s).
     """
 
     velocity: VelocitySource = attrs.field(factory=ConditionalVelocity)
     stopgrad: StopGradient = attrs.field(factory=TeacherStopGradient)
     normalise: bool = True
+    distance: str = attrs.field(default="squared", validator=_distance)
+    pseudo_huber_c: float = 0.00054
+    sigma_weight: bool = False
 
     @property
     def name(self) -> str:
@@ -42,5 +61,11 @@ class Consistency:
         residual = inp.student(xs, s, t) - target
         if self.normalise:
             residual = residual / expand_time(u - s, xs)
-        loss = mean_square(residual)
+        if self.distance == "squared":
+            loss = mean_square(residual)
+        else:
+            c = self.pseudo_huber_c * math.sqrt(residual[0].numel())
+            loss = torch.sqrt(residual.pow(2).flatten(1).sum(1) + c * c) - c
+        if self.sigma_weight:
+            loss = loss * s * u / (u - s)
         return ObjectiveOutput(per_example=loss, terms={self.name: loss.detach().mean()})

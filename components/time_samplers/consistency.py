@@ -16,17 +16,26 @@ def sigma_to_time(sigma: torch.Tensor) -> torch.Tensor:
     return 1 / (1 + sigma)
 
 
+def _growth(instance: "ConsistencySchedule", attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("ct", "ict"):
+        raise ValueError(f"ConsistencySchedule.growth must be 'ct' or 'ict', got {value!r}")
+
+
 @register("time_sampler", "consistency")
 @attrs.define(frozen=True, kw_only=True)
 class ConsistencySchedule:
     """t = 1; (s, u) adjacent levels (sigma_{n+1}, sigma_n) of N(k) Karras noise levels.
 
-    Song et al. (2023), consistency training: at training step k of the run's K steps,
-        N(k) = ceil(sqrt(k / K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1,
-        sigma_i = (sigma_min^(1/rho) + (i - 1)/(N - 1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho,
-    n uniform in 1..N-1. Noise levels of the variance-exploding form x1 + sigma x0 become
-    times of the linear interpolant by s = 1 / (1 + sigma), so the student sits at the
-    noisier s = time(sigma_{n+1}) and the teacher at u = time(sigma_n) > s. No diagonal rows.
+    At training step k of the run's K steps, N(k) is, with `growth`
+        'ct'  (Song et al. 2023): N(k) = ceil(sqrt(k / K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1,
+        'ict' (Song & Dhariwal 2023): N(k) = min(s0 2^floor(k / K'), s1) + 1,
+              K' = floor(K / (log2 floor(s1 / s0) + 1)),
+    and sigma_i = (sigma_min^(1/rho) + (i - 1)/(N - 1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho.
+    n is uniform in 1..N-1, or with `level_mean` set (iCT's lognormal levels) drawn with
+    p(n) proportional to erf((ln sigma_{n+1} - mean) / (sqrt 2 std)) - erf((ln sigma_n - mean) / (sqrt 2 std)).
+    Noise levels of the variance-exploding form x1 + sigma x0 become times of the linear
+    interpolant by s = 1 / (1 + sigma), so the student sits at the noisier
+    s = time(sigma_{n+1}) and the teacher at u = time(sigma_n) > s. No diagonal rows.
     """
 
     initial_levels: int = 2
@@ -34,11 +43,17 @@ class ConsistencySchedule:
     sigma_min: float = attrs.field(default=0.002, validator=positive)
     sigma_max: float = attrs.field(default=80.0, validator=positive)
     rho: float = attrs.field(default=7.0, validator=positive)
+    growth: str = attrs.field(default="ct", validator=_growth)
+    level_mean: float | None = None
+    level_std: float = attrs.field(default=2.0, validator=positive)
 
     def levels(self, step: int, total_steps: int) -> int:
         """N(k), the number of noise levels at training step k of K."""
-        k = min(step, total_steps) / max(total_steps, 1)
         s0, s1 = self.initial_levels, self.final_levels
+        if self.growth == "ict":
+            period = max(int(total_steps // (math.log2(s1 // s0) + 1)), 1)
+            return min(s0 * 2 ** int(min(step, total_steps) // period), s1) + 1
+        k = min(step, total_steps) / max(total_steps, 1)
         return math.ceil(math.sqrt(k * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1) + 1
 
     def sigmas(self, levels: int, dtype: torch.dtype) -> torch.Tensor:
@@ -47,10 +62,22 @@ class ConsistencySchedule:
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         return (lo + i * (hi - lo)) ** self.rho
 
+    def level_probabilities(self, sigmas: torch.Tensor) -> torch.Tensor:
+        """p(n) for n = 1..N-1: uniform, or the lognormal mass between sigma_n and sigma_{n+1}."""
+        if self.level_mean is None:
+            return torch.full_like(sigmas[1:], 1 / (len(sigmas) - 1))
+        cdf = torch.erf((torch.log(sigmas) - self.level_mean) / (math.sqrt(2) * self.level_std))
+        mass = cdf[1:] - cdf[:-1]
+        return mass / mass.sum()
+
     def __call__(self, draw: Draw) -> TimeSample:
         on = draw.generator.device
         sigmas = self.sigmas(self.levels(draw.step, draw.total_steps), draw.dtype).to(on)
-        index = torch.randint(0, len(sigmas) - 1, (draw.n,), generator=draw.generator, device=on)
+        if self.level_mean is None:
+            index = torch.randint(0, len(sigmas) - 1, (draw.n,), generator=draw.generator, device=on)
+        else:
+            probabilities = self.level_probabilities(sigmas)
+            index = torch.multinomial(probabilities, draw.n, replacement=True, generator=draw.generator)
         s = sigma_to_time(sigmas[index + 1]).to(draw.device)
         u = sigma_to_time(sigmas[index]).to(draw.device)
         return TimeSample(s=s, t=torch.ones_like(s), n_diagonal=0, u=u)

@@ -168,9 +168,11 @@ def f_consistency(net, y, sigma):
 
 
 def test_consistency_training_loss():
-    """Song et al. (2023), Eq. 10 with d = squared L2 (mean over dimensions), lambda = 1 and the
-    teacher sg(theta): E ||f(x + sigma_{n+1} z, sigma_{n+1}) - f_sg(x + sigma_n z, sigma_n)||^2."""
+    """Song & Dhariwal (2023), iCT: lambda(sigma_n) d(f(x + sigma_{n+1} z, sigma_{n+1}), f_sg(x + sigma_n z, sigma_n))
+    with d the pseudo-Huber distance sqrt(|.|^2 + c^2) - c (c = 0.00054 sqrt(D), norms summed over
+    dimensions), lambda = 1 / (sigma_{n+1} - sigma_n) and the teacher sg(theta)."""
     trainer = assemble("consistency_training")
+    c = 0.00054 * math.sqrt(2)
 
     def published(net, inputs):
         x, z = inputs.batch.x1, inputs.x0
@@ -178,7 +180,8 @@ def test_consistency_training_loss():
         student = f_consistency(net, x + sigma_next[:, None] * z, sigma_next)
         with torch.no_grad():
             teacher = f_consistency(net, x + sigma_n[:, None] * z, sigma_n)
-        return (student - teacher).pow(2).mean(1).mean()
+        distance = torch.sqrt((student - teacher).pow(2).sum(1) + c**2) - c
+        return (distance / (sigma_next - sigma_n)).mean()
 
     compare(trainer, published)
 
@@ -201,6 +204,29 @@ def test_consistency_training_schedule():
     torch.testing.assert_close(karras[index], sigma_of(pairs.u))
     torch.testing.assert_close(karras[index + 1], sigma_of(pairs.s))
     assert (pairs.t == 1).all()
+
+
+def test_improved_consistency_training_schedule():
+    """Song & Dhariwal (2023), iCT: N(k) = min(s0 2^floor(k/K'), s1) + 1, K' = floor(K / (log2 floor(s1/s0) + 1)),
+    and level n drawn with p(n) proportional to erf((ln sigma_{n+1} - P_mean) / (sqrt 2 P_std))
+    - erf((ln sigma_n - P_mean) / (sqrt 2 P_std)); the config's schedule is that one."""
+    trainer = assemble("consistency_training")
+    schedule = trainer.spec.time_sampler
+    K = 16_000
+    period = K // 8  # log2(1280 / 10) + 1 = 8
+    for k in [0, period - 1, period, 3 * period + 5, 7 * period, K]:
+        assert schedule.levels(k, K) == min(10 * 2 ** (k // period), 1280) + 1
+    N = schedule.levels(2 * period, K)
+    sigmas = schedule.sigmas(N, torch.float64)
+    cdf = torch.special.erf((sigmas.log() + 1.1) / (math.sqrt(2) * 2.0))
+    expected = (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
+    generator = torch.Generator().manual_seed(0)
+    n = 200_000
+    pairs = schedule(Draw(n=n, step=2 * period, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
+    index = (sigmas[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
+    torch.testing.assert_close(sigmas[index + 1], sigma_of(pairs.s))
+    frequency = torch.bincount(index, minlength=N - 1).double() / n
+    assert (frequency - expected).abs().max() < 0.005
 
 
 def test_consistency_distillation_loss(teachers):

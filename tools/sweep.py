@@ -14,8 +14,9 @@ with an earlier complete checkpoint is continued with `--resume`.
 Aggregation reads each run's score table from report.md (the first table whose header is
 `| weights ...`: one row per weights or baseline sampler, one column per step count or NFE)
 and the flat `{"name": number}` object of scores.json if a tool wrote one (e.g.
-tools/mixture_experiment.py). It writes OUT/summary.md (mean ± std over seeds, the sample
-standard deviation; seeds are listed), OUT/summary.json (every seed's value) and
+tools/mixture_experiment.py), and the training cost (steps and seconds, from metrics.jsonl),
+so that methods can be compared at equal wall time. It writes OUT/summary.md (mean ± std
+over seeds, the sample standard deviation), OUT/summary.json (every seed's value) and
 OUT/summary.png (each cell's headline row against step count, with ±1 std bars).
 """
 
@@ -164,8 +165,14 @@ def _number(text: str) -> float:
 
 
 def run_scores(run_dir: Path) -> dict[str, dict[str, float]]:
-    """A finished run's scores: its report table, plus scores.json under the row 'scores'."""
+    """A finished run's scores: its report table, scores.json under the row 'scores', and its
+    training cost (steps, seconds: the last line of metrics.jsonl) under 'training'."""
     table = read_report_table(run_dir / REPORT) if (run_dir / REPORT).is_file() else {}
+    if table and (run_dir / "metrics.jsonl").is_file():
+        lines = (run_dir / "metrics.jsonl").read_text().strip().splitlines()
+        last = json.loads(lines[-1]) if lines else {}
+        if "elapsed_s" in last:
+            table["training"] = {"steps": float(last["step"]), "seconds": float(last["elapsed_s"])}
     if (run_dir / SCORES).is_file():
         extra = json.loads((run_dir / SCORES).read_text())
         table["scores"] = {str(k): float(v) for k, v in extra.items() if isinstance(v, int | float)}

@@ -61,9 +61,12 @@ class LearnedLogVariance(nn.Module):
 
     @torch.no_grad()
     def _update_scale(self, per_example: Tensor) -> None:
+        """One step of the running mean; a non-finite batch (a step the trainer skips)
+        leaves it as it was."""
         batch = per_example.detach().mean().to(self.scale.dtype)
         running = self.scale_rate * self.scale + (1 - self.scale_rate) * batch
-        self.scale.copy_(torch.where(self.scale > 0, running, batch))
+        updated = torch.where(self.scale > 0, running, batch)
+        self.scale.copy_(torch.where(torch.isfinite(batch), updated, self.scale))
 
     @typechecked
     def forward(self, per_example: Times, s: Times, t: Times) -> Scalar:

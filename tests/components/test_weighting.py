@@ -83,3 +83,14 @@ def test_learned_log_variance_stays_bounded_when_the_residual_is_zero():
     assert torch.isfinite(w).all() and w.abs().max() <= 2.0
     assert w.min() < -1.9  # it did run toward -inf, and the bound held it
     torch.testing.assert_close(weighting.scale, torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_learned_scale_ignores_a_non_finite_batch():
+    """A step the trainer skips (a NaN loss) must not poison the running scale."""
+    weighting = LearnedLogVariance().double()
+    s = t = torch.zeros(4, dtype=torch.float64)
+    weighting(torch.full((4,), 2.0, dtype=torch.float64), s, t)
+    weighting(torch.tensor([1.0, float("nan"), 1.0, 1.0], dtype=torch.float64), s, t)
+    assert weighting.scale.item() == 2.0
+    weighting(torch.full((4,), 1.0, dtype=torch.float64), s, t)
+    torch.testing.assert_close(weighting.scale, torch.tensor(0.99 * 2.0 + 0.01 * 1.0, dtype=torch.float64))

@@ -85,7 +85,7 @@ def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: i
         },
     }
     (run_dir / "flow_map_error.json").write_text(json.dumps(detail, indent=1))
-    plot_error_grid(run_dir / "flow_map_error.png", grid, title=f"{run_dir.parent.name} {run_dir.name}")
+    plot_error_grid(run_dir / "flow_map_error.png", grid, title=f"{run_dir.parent.name}\n{run_dir.name}")
     scores = {"map error (grid mean)": grid.mean()}
     scores |= {f"map error {s:g}->{t:g}": e for s, t, e, _ in grid.pairs() if (s, t) == (times[0], times[-1])}
     for name, rows in sampling.items():

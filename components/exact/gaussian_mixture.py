@@ -201,6 +201,16 @@ def mixture_means(
     return tuple(tuple(float(v) for v in row) for row in means)
 
 
+def _numpy(v: Tensor) -> np.ndarray:
+    """A float64 numpy copy of `v`. Inside `torch.func.jvp` the tensors an autograd.Function's
+    `jvp` sees can be functorch wrappers without storage; `tolist` still reads them."""
+    v = v.detach().cpu()
+    try:
+        return v.numpy().astype(np.float64, copy=False)
+    except RuntimeError:
+        return np.asarray(v.tolist(), dtype=np.float64).reshape(v.shape)
+
+
 class _Transport(torch.autograd.Function):
     """X_{s,t}(x) by the solver, with its forward-mode derivative from the variational equation:
 
@@ -248,7 +258,9 @@ class GaussianMixtureFlow:
         b_t(x) = sum_k p_t(k | x) b^k_t(x),   p_t(k | x) ∝ w_k N(x; beta m_k, diag(nu_k)),
 
     and X_{s,t}(x) solves dX/dr = b_r(X), X(s) = x, integrated in float64 (`dop853`,
-    relative and absolute tolerances `rtol`, `atol`; t < s integrates backwards).
+    relative and absolute tolerances `rtol`, `atol`; t < s integrates backwards). It has
+    forward-mode derivatives (`torch.func.jvp`, by the variational equation) but no reverse
+    mode: use it as a target, not inside a loss backpropagated through X*.
 
     `stds` holds one entry per component (or one for all): a number (isotropic) or d
     numbers (diagonal). `weights` default to equal. `mixture_means` lays out the means of
@@ -272,6 +284,7 @@ class GaussianMixtureFlow:
         return len(self.means)
 
     _tensors: tuple[Tensor, Tensor, Tensor] = attrs.field(init=False, repr=False, eq=False)
+    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray] = attrs.field(init=False, repr=False, eq=False)
     _solved: OrderedDict = attrs.field(init=False, repr=False, eq=False, factory=OrderedDict)
 
     def __attrs_post_init__(self) -> None:
@@ -283,6 +296,7 @@ class GaussianMixtureFlow:
         )
         weights = torch.tensor(_per_component(self.weights, k, "weights"), dtype=DTYPE)
         object.__setattr__(self, "_tensors", (means, variance, weights / weights.sum()))
+        object.__setattr__(self, "_arrays", (means.numpy(), variance.numpy(), np.log(self._tensors[2].numpy())))
 
     def parameters(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
         """Means `(k, d)`, variances `(k, d)` and normalised weights `(k,)`, float64."""
@@ -301,7 +315,7 @@ class GaussianMixtureFlow:
 
         The last `CACHE_SIZE` solutions of small batches are kept: derivative checks ask for
         the same X_{s,t}(x) several times (as a value and inside each JVP)."""
-        arrays = [v.detach().cpu().numpy() for v in (x, s, t) + (() if w is None else (w,))]
+        arrays = [_numpy(v) for v in (x, s, t) + (() if w is None else (w,))]
         key = tuple((a.shape, a.tobytes()) for a in arrays) if x.numel() <= CACHE_ROWS * x[0].numel() else None
         if key is not None and key in self._solved:
             self._solved.move_to_end(key)
@@ -317,15 +331,14 @@ class GaussianMixtureFlow:
     def _integrate(self, x: Tensor, s: Tensor, t: Tensor, w: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
         shape, device = x.shape, x.device
         d = self.data_shape[0]
-        means, variance, weights = (p.numpy() for p in self._tensors)
-        params = (means, variance, np.log(weights))
-        s_np, t_np = s.detach().cpu().numpy(), t.detach().cpu().numpy()
+        params = self._arrays
+        s_np, t_np = _numpy(s), _numpy(t)
         gap = (t_np - s_np)[:, None]
 
         def prepare(tau: np.ndarray) -> list[tuple[np.ndarray, ...]]:
             r = torch.from_numpy((s_np + tau * (t_np - s_np)).reshape(-1))
             c = self.interpolant.coefficients(r)
-            values = [v.numpy().reshape(tau.shape) for v in (c.alpha, c.beta, c.alpha_dot, c.beta_dot)]
+            values = [_numpy(v).reshape(tau.shape) for v in (c.alpha, c.beta, c.alpha_dot, c.beta_dot)]
             return [tuple(v[i] for v in values) for i in range(tau.shape[0])]
 
         def rhs(c: tuple[np.ndarray, ...], y: np.ndarray) -> np.ndarray:
@@ -335,9 +348,9 @@ class GaussianMixtureFlow:
             velocity, tangent = mixture_velocity(np, y[:, :d], c, params, y[:, d:])
             return gap * np.concatenate([velocity, tangent], axis=1)
 
-        y0 = x.detach().cpu().reshape(-1, d).numpy()
+        y0 = _numpy(x).reshape(-1, d)
         if w is not None:
-            y0 = np.concatenate([y0, w.detach().cpu().reshape(-1, d).numpy()], axis=1)
+            y0 = np.concatenate([y0, _numpy(w).reshape(-1, d)], axis=1)
         y1 = dop853(prepare, rhs if w is None else augmented, y0, rtol=self.rtol, atol=self.atol)
         out = torch.from_numpy(y1).to(device)
         if w is None:

@@ -129,7 +129,7 @@ def plot_error_grid(path: Path | str, grid: ErrorGrid, title: str = "") -> None:
         for j in range(i + 1, n):
             ax.text(i, j, f"{grid.error[i, j]:.1e}", ha="center", va="center", fontsize=6, color="white")
     fig.colorbar(image, ax=ax, label="log10 E|X_{s,t} - X*_{s,t}|^2")
-    ax.set_title(title or f"flow-map error ({grid.num_samples:,} points per pair)", fontsize=9)
+    ax.set_title(title or f"flow-map error ({grid.num_samples:,} points per pair)", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -47,6 +47,10 @@ def test_one_component_is_exact_gaussian(name, interpolant):
     x, s, _, t = pairs(16, 2, seed=2)
     assert (mixture.flow_map(x, s, t) - gaussian.flow_map(x, s, t)).abs().max().item() < 1e-8
     assert (mixture.velocity(x, t) - gaussian.velocity(x, t)).abs().max().item() < 1e-12
+    direction = torch.randn_like(x)
+    _, jx = torch.func.jvp(lambda y: mixture.flow_map(y, s, t), (x,), (direction,))
+    _, expected = torch.func.jvp(lambda y: gaussian.flow_map(y, s, t), (x,), (direction,))
+    assert (jx - expected).abs().max().item() < 1e-8  # grad_x X* by the variational equation
 
 
 def test_kit_identities_hold_for_the_solved_map():

@@ -5,6 +5,8 @@ then takes `next()` of it every step; it never asks what kind of dataset it has.
 A `StreamingDataset` supplies its own stream; any other `Dataset` is drawn with
 `dataset.sample(n, generator=...)` from the trainer's host generator, lazily, one batch
 per `next()`, so the generator's checkpointed state replays the same data on resume.
+It is drawn on the host and copied to the device without waiting (`non_blocking`), so a
+training step on CUDA does not synchronise with the host for its data.
 """
 
 from collections.abc import Iterator
@@ -32,5 +34,13 @@ def batches(dataset: Dataset | StreamingDataset, request: StreamRequest, generat
 
 
 def _drawn(dataset: Dataset, request: StreamRequest, generator: torch.Generator) -> Iterator[Batch]:
+    host = torch.device("cpu")
     while True:
-        yield dataset.sample(request.batch_size, generator=generator, device=request.device, dtype=request.dtype)
+        batch = dataset.sample(request.batch_size, generator=generator, device=host, dtype=request.dtype)
+        yield Batch(x1=to_device(batch.x1, request.device), label=to_device(batch.label, request.device))
+
+
+def to_device(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """A host tensor copied to `device` without making the host wait for the device (a copy
+    from the host is staged at once, so the source may be freed right after)."""
+    return None if tensor is None else tensor.to(device, non_blocking=True)

@@ -44,8 +44,13 @@ class EMA:
         for rate, average in self.nets.items():
             if self.warmup:
                 rate = min(rate, (1 + self.updates) / (10 + self.updates))
-            weight = 1.0 - rate if apply is None else apply.to(first.dtype) * (1.0 - rate)
-            torch._foreach_lerp_(list(average.parameters()), params, weight)
+            averages = list(average.parameters())
+            if apply is None:
+                torch._foreach_lerp_(averages, params, 1.0 - rate)
+            else:  # ema += w (net - ema) with w a device tensor: a tensor weight to lerp syncs on CUDA
+                steps = torch._foreach_sub(params, averages)
+                torch._foreach_mul_(steps, apply.to(first.dtype) * (1.0 - rate))
+                torch._foreach_add_(averages, steps)
             for mine, theirs in zip(average.buffers(), net.buffers(), strict=True):
                 mine.copy_(theirs)
         self.updates += 1

@@ -294,9 +294,15 @@ class Trainer:
                 step=self.step,
                 total_steps=self.spec.steps,
                 generator=self.host_generator,
-                device=self.device,
+                device=torch.device("cpu"),
                 dtype=self.dtype,
             )
+        )
+        times = attrs.evolve(
+            times,
+            s=data.to_device(times.s, self.device),
+            t=data.to_device(times.t, self.device),
+            u=data.to_device(times.u, self.device),
         )
         return StepInput(batch=batch, x0=x0, times=times, cond=cond)
 

@@ -19,7 +19,7 @@ def dropped_labels(batch: Batch, dropout: float, generator: torch.Generator) -> 
     if batch.label is None:
         raise ValueError("class conditioning needs a labelled dataset; this dataset gives no labels")
     drop = torch.rand(batch.label.shape, generator=generator, device=generator.device) < dropout
-    return torch.where(drop.to(batch.label.device), torch.full_like(batch.label, NULL), batch.label)
+    return torch.where(drop.to(batch.label.device, non_blocking=True), torch.full_like(batch.label, NULL), batch.label)
 
 
 def labelled_backbone(dataset: Dataset) -> dict[str, Any]:

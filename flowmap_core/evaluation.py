@@ -211,8 +211,10 @@ class ClassOf:
 
 @attrs.frozen
 class GuidedResult:
-    """Class-conditional scores per guidance scale and step count (averaged over classes),
-    the class-conditional noise floor, and labelled samples to plot."""
+    """Class-conditional scores per guidance scale and step count, their noise floor, and
+    labelled samples to plot. `pooled`: each score is of all classes' samples together
+    against the data (images); otherwise each class is scored against its own density and
+    the scores are averaged (labelled 2D densities)."""
 
     metric: str
     step_counts: tuple[int, ...]
@@ -220,6 +222,7 @@ class GuidedResult:
     scores: dict[float, dict[int, float]]
     noise_floor: float
     samples: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]]
+    pooled: bool = False
 
     def table(self) -> str:
         """A Markdown table: one row per guidance scale, one column per step count, and the floor."""
@@ -233,21 +236,30 @@ def evaluate_guided(
     spec: EvalSpec,
     X: FlowMap,
     conditioning: Conditioning,
-    dataset: LabelledDensityDataset,
+    dataset: Dataset | StreamingDataset,
     *,
     interpolant: Interpolant,
     device: torch.device,
     dtype: torch.dtype,
 ) -> GuidedResult:
-    """Sample each class at each guidance scale and step count; score each class against its
-    own density (`dataset.class_bin_probabilities`) and average over classes."""
+    """Sample each class at each guidance scale and step count, `spec.guidance_samples` in all
+    (the same noise for every class). A labelled density (`class_bin_probabilities`) scores
+    each class against its own density and averages over classes; any other labelled dataset
+    (images) scores the class-balanced set against the data, beside held-out data of the
+    same size (`real_samples`) as the noise floor."""
     classes = dataset.num_classes
     per_class = spec.guidance_samples // classes
     generator = torch.Generator().manual_seed(spec.seed)
-    floors = []
-    for label in range(classes):
-        truth = dataset.class_sample(label, per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
-        floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
+    pooled = not isinstance(dataset, LabelledDensityDataset)
+    if pooled:
+        truth = real_samples(attrs.evolve(spec, num_samples=per_class * classes), dataset, generator)
+        noise_floor = spec.metric(truth, dataset)
+    else:
+        floors = []
+        for label in range(classes):
+            truth = dataset.class_sample(label, per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
+            floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
+        noise_floor = sum(floors) / classes
     x0 = torch.randn((per_class, *dataset.data_shape), generator=generator).to(device=device, dtype=dtype)
     scores: dict[float, dict[int, float]] = {}
     kept: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -255,20 +267,25 @@ def evaluate_guided(
     for w in spec.guidance_scales:
         scores[w], kept[w] = {}, {}
         for steps in spec.step_counts:
-            values, points, labels = [], [], []
+            values, every, points, labels = [], [], [], []
             for label in range(classes):
-                Xc = X.with_cond(**conditioning.given(label, w))
-                samples = _sample_all(spec, Xc, x0, steps, interpolant, device)
-                values.append(spec.metric(samples, ClassOf(dataset, label)))
+                cond = {k: v.to(device) for k, v in conditioning.given(label, w).items()}
+                desc = f"w = {w:g}, class {label}, {steps} steps"
+                samples = _sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
+                if pooled:
+                    every.append(samples)
+                else:
+                    values.append(spec.metric(samples, ClassOf(dataset, label)))
                 points.append(samples[:keep])
                 labels.append(torch.full((min(keep, len(samples)),), label))
-            scores[w][steps] = sum(values) / classes
+            scores[w][steps] = spec.metric(torch.cat(every), dataset) if pooled else sum(values) / classes
             kept[w][steps] = (torch.cat(points), torch.cat(labels))
     return GuidedResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),
         step_counts=spec.step_counts,
         scales=spec.guidance_scales,
         scores=scores,
-        noise_floor=sum(floors) / classes,
+        noise_floor=noise_floor,
         samples=kept,
+        pooled=pooled,
     )

@@ -3,7 +3,8 @@
 For 2D data, `samples.png` (a panel per step count beside the true density) and
 `kl_vs_steps.png`. For images, `samples_nfe<k>.png` per step count (a grid of samples of
 the headline weights from the flow map and each baseline sampler at that NFE, from the
-same noise) and `scores.png` (the metric against NFE).
+same noise) and `scores.png` (the metric against NFE). Class-conditional runs scored at
+guidance scales add `guided.png` (2D) or `guided_w<w>.png` per scale (images).
 """
 
 import math
@@ -74,17 +75,26 @@ def write(
         *[line for figure in figures for line in (f"![{Path(figure).stem}]({figure})", "")],
     ]
     if guided is not None:
+        if guided.pooled:
+            how = (
+                "Every class sampled at guidance w from the same noise, class-balanced, and scored as one set "
+                "against the data; the noise floor is held-out data of the same size. A grid per w: one row "
+                "per class, a panel per step count."
+            )
+            guided_figures = write_guided_grids(run_dir, guided)
+        else:
+            how = "Each class sampled at guidance w and scored against its own density, averaged over classes."
+            plot_guided(run_dir / "guided.png", guided)
+            guided_figures = ["guided.png"]
         lines += [
             f"## Guided sampling: class-conditional {guided.metric} at each guidance scale",
             "",
-            "Each class sampled at guidance w and scored against its own density, averaged over classes.",
+            how,
             "",
             guided.table(),
             "",
-            "![guided samples](guided.png)",
-            "",
+            *[line for figure in guided_figures for line in (f"![{Path(figure).stem}]({figure})", "")],
         ]
-        plot_guided(run_dir / "guided.png", guided)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     if not images:
@@ -132,6 +142,27 @@ def write_image_figures(run_dir: Path, result: EvalResult, columns: int = 8) -> 
         plt.close(fig)
     plot_scores(run_dir / "scores.png", result)
     return [*names, "scores.png"]
+
+
+def write_guided_grids(run_dir: Path, guided: GuidedResult, columns: int = 8) -> list[str]:
+    """`guided_w<w>.png` per guidance scale: a panel per step count, one row of samples per
+    class; returns the file names."""
+    names = []
+    for w in guided.scales:
+        counts = guided.step_counts
+        fig, axes = plt.subplots(1, len(counts), figsize=(2.6 * len(counts), 3.4), squeeze=False)
+        for ax, steps in zip(axes[0], counts, strict=True):
+            images, labels = guided.samples[w][steps]
+            per_class = min(columns, int((labels == labels[0]).sum()))
+            rows = [images[labels == c][:per_class] for c in labels.unique(sorted=True)]
+            show(ax, tile(torch.cat(rows), per_class))
+            score = guided.scores[w][steps]
+            ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.2f}", fontsize=8)
+        fig.tight_layout()
+        names.append(f"guided_w{w:g}.png")
+        fig.savefig(run_dir / names[-1], dpi=110)
+        plt.close(fig)
+    return names
 
 
 def plot_samples(path: Path, result: EvalResult, dataset: DensityDataset | None) -> None:

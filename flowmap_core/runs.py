@@ -10,7 +10,6 @@ from flowmap_core import config
 from flowmap_core.errors import FlowmapError
 from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
-from flowmap_core.protocols import LabelledDensityDataset
 from flowmap_core.trainer import Trainer, TrainingError, TrainSpec
 
 ONLINE = "online"
@@ -65,7 +64,7 @@ def flow_maps(trainer: Trainer, weights: Sequence[str] | None = None) -> dict[st
     unknown = [w for w in chosen if w not in available]
     if unknown:
         raise TrainingError(f"unknown weights {', '.join(unknown)}; this run has {', '.join(available)}")
-    unconditional = trainer.spec.conditioning.unconditional()
+    unconditional = {k: v.to(trainer.device) for k, v in trainer.spec.conditioning.unconditional().items()}
     return {name: trainer.flow_map(available[name].eval()).with_cond(**unconditional) for name in chosen}
 
 
@@ -91,9 +90,9 @@ def evaluate_guided_run(trainer: Trainer, spec: EvalSpec) -> GuidedResult | None
     if not spec.guidance_scales:
         return None
     dataset = trainer.spec.dataset
-    if not isinstance(dataset, LabelledDensityDataset):
+    if not getattr(dataset, "num_classes", None):
         name = type(dataset).__name__
-        raise TrainingError(f"evaluate.guidance_scales needs a labelled density dataset; {name} is not")
+        raise TrainingError(f"evaluate.guidance_scales needs a labelled dataset; {name} has no classes")
     name = headline_weights(trainer)
     X = trainer.flow_map({**trainer.ema_nets(), ONLINE: trainer.net}[name].eval())
     return evaluate_guided(

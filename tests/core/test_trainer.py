@@ -47,6 +47,9 @@ def test_smoke_experiment_learns_and_writes_its_outputs(smoke, tmp_path, smoke_d
         assert terms[-1] < 0.95 * terms[0], terms
     images = len(runs.build_spec().dataset.data_shape) == 3  # the smoke config is still the parsed one
     figures = ["samples_nfe1.png", "samples_nfe2.png", "scores.png"] if images else ["samples.png", "kl_vs_steps.png"]
+    scales = runs.build_eval_spec().guidance_scales
+    if scales:  # class-conditional: a figure of labelled samples (a grid per w for images)
+        figures += [f"guided_w{w:g}.png" for w in scales] if images else ["guided.png"]
     for name in ["config.gin", "operative_config.gin", "report.md", *figures]:
         assert (run_dir / name).is_file(), name
     assert "objective" in (run_dir / "operative_config.gin").read_text()

@@ -6,8 +6,6 @@ import json
 import math
 import shlex
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,8 +63,7 @@ def test_report_table_is_read_with_missing_entries(tmp_path):
 def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = [SMOKE, "--out", str(out), "--seeds", "0", "1", "--jobs", "2", *TINY]
-    done = subprocess.run([sys.executable, str(TOOL), *argv], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert sweep.main(argv) == 0, capsys.readouterr().err
     cell = out / "checkerboard_lsd"
     tables = [sweep.read_report_table(cell / f"seed{s}" / "report.md") for s in (0, 1)]
     values = [t["ema_0.999"]["1 step"] for t in tables]
@@ -77,6 +74,7 @@ def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     assert f"| {cell.name} | 2 | {mean:.4f} ± {std:.4f} |" in (out / "summary.md").read_text()
     assert (out / "summary.png").stat().st_size > 1000
 
+    capsys.readouterr()
     assert sweep.main(argv) == 0
     err = capsys.readouterr().err
     assert "2 runs, 2 already done" in err and "start" not in err

@@ -1,4 +1,4 @@
-"""A user's own interpolant, written outside the package (the README's "add your own component").
+"""A user's own interpolant, written outside the package (docs/testing.md, "Add your own component").
 
 Two versions: a correct one, and one whose beta derivative is off by a constant, which
 `flowmap_core.testing.check_interpolant` must catch.

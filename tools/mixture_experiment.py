@@ -5,7 +5,8 @@ seeds (tools/sweep.py), score every run against the exact map, aggregate mean ±
         --dimensions 2 8 32 --separations 4 --seeds 0 1 2 --jobs 2
 
 Each run is gin/experiments/mixture_<method>.gin with `exact.mixture_means.dimension` and
-`.separation` bound (one `flowmap train` command; `--print-commands` lists them). A finished
+`.separation` bound (one `flowmap train` command; `--print-commands` lists them for a
+launcher, and `--aggregate` then scores and aggregates what they produced). A finished
 run is then scored once against the exact map X* of its own mixture and interpolant
 (exact.gaussian_mixture), writing into its directory:
 

@@ -180,8 +180,12 @@ def plot_samples(path: Path, result: EvalResult, dataset: DensityDataset | None)
         ax.set_title("true density" if row == 0 else "")
         ax.set_ylabel(name)
         for col, steps in enumerate(result.step_counts, start=1):
-            points = result.samples[name][steps].double().numpy()
             ax = axes[row][col]
+            if steps not in result.samples[name]:  # a sampler that cannot take this NFE (Heun at 1)
+                ax.set_title(f"NFE {steps}: —")
+                ax.axis("off")
+                continue
+            points = result.samples[name][steps].double().numpy()
             ax.hist2d(points[:, 0], points[:, 1], bins=[edges.numpy(), edges.numpy()], cmap="magma")
             ax.set_title(f"{steps} step{'s' if steps > 1 else ''}: {result.scores[name][steps]:.3f}")
     _save_panels(fig, axes, path)

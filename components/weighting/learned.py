@@ -33,9 +33,24 @@ class LearnedLogVariance(nn.Module):
       diverged within 500 steps (the self-distillation rows, 15x up-weighted against
       flow matching, feed their own targets) and after 3000 steps B = 1 scored KL
       0.593 / 0.380 at 1 / 4 steps against B = 0.5's 0.478 / 0.283 (docs/methods.md).
+
+    With `per_term`, w equalises pairs of times within each term (the diagonal rows,
+    s = t, and the others) but keeps the terms' balance as the uniform mean has it:
+    mean_i exp(-w_i) l_i / c + (c_g(i) / c) w_i, c_g the running mean loss of row i's
+    term, so exp(w) tends to l(s, t) / c_g and each term's total weight stays ~1. Across
+    terms the plain form compares flow matching's irreducible loss with a
+    self-distillation residual that has no floor, and up-weights the latter.
     """
 
-    def __init__(self, *, octaves: int = 8, bound: float = 0.5, scale_rate: float = 0.99, min_scale: float = 1e-8):
+    def __init__(
+        self,
+        *,
+        octaves: int = 8,
+        bound: float = 0.5,
+        scale_rate: float = 0.99,
+        min_scale: float = 1e-8,
+        per_term: bool = False,
+    ):
         super().__init__()
         if bound <= 0:
             raise ValueError(f"bound must be > 0, got {bound}")
@@ -46,12 +61,16 @@ class LearnedLogVariance(nn.Module):
         self.bound = bound
         self.scale_rate = scale_rate
         self.min_scale = min_scale
+        self.per_term = per_term
         self.features = FourierTimeFeatures(octaves)
         self.linear = nn.Linear(2 * self.features.dim, 1)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        # Running mean of the batch mean loss; 0 until the first batch, which sets it.
+        # Running means of the batch mean loss: overall, and (`per_term`) on the diagonal
+        # (s = t) and off-diagonal rows; 0 until the first batch that has such rows.
         self.register_buffer("scale", torch.zeros(()))
+        if per_term:
+            self.register_buffer("term_scales", torch.zeros(2))
 
     def log_variance(self, s: Tensor, t: Tensor) -> Tensor:
         """w(s, t), one value per example, in (-bound, bound)."""
@@ -59,18 +78,31 @@ class LearnedLogVariance(nn.Module):
         u = self.linear(features.to(self.linear.weight.dtype)).squeeze(-1).to(s.dtype)
         return self.bound * torch.tanh(u / self.bound)
 
+    @staticmethod
     @torch.no_grad()
-    def _update_scale(self, per_example: Tensor) -> None:
-        """One step of the running mean; a non-finite batch (a step the trainer skips)
-        leaves it as it was."""
-        batch = per_example.detach().mean().to(self.scale.dtype)
-        running = self.scale_rate * self.scale + (1 - self.scale_rate) * batch
-        updated = torch.where(self.scale > 0, running, batch)
-        self.scale.copy_(torch.where(torch.isfinite(batch), updated, self.scale))
+    def _running(old: Tensor, batch: Tensor, rate: float) -> Tensor:
+        """One step of a running mean (the batch itself at first); a non-finite or empty
+        batch (a step the trainer skips; no rows of a term) leaves it as it was."""
+        updated = torch.where(old > 0, rate * old + (1 - rate) * batch, batch)
+        return torch.where(torch.isfinite(batch), updated, old)
+
+    @torch.no_grad()
+    def _update_scales(self, per_example: Tensor, diagonal: Tensor) -> None:
+        loss = per_example.detach().to(self.scale.dtype)
+        self.scale.copy_(self._running(self.scale, loss.mean(), self.scale_rate))
+        if self.per_term:
+            for index, rows in enumerate([diagonal, ~diagonal]):
+                batch = (loss * rows).sum() / rows.sum()  # NaN (0 / 0) when there are no such rows
+                self.term_scales[index] = self._running(self.term_scales[index], batch, self.scale_rate)
 
     @typechecked
     def forward(self, per_example: Times, s: Times, t: Times) -> Scalar:
-        self._update_scale(per_example)
+        diagonal = s == t
+        self._update_scales(per_example, diagonal)
         scale = self.scale.clamp_min(self.min_scale).to(per_example.dtype)
         w = self.log_variance(s, t)
-        return (torch.exp(-w) * per_example / scale + w).mean()
+        if not self.per_term:
+            return (torch.exp(-w) * per_example / scale + w).mean()
+        term = self.term_scales.clamp_min(self.min_scale).to(per_example.dtype)
+        own = torch.where(diagonal, term[0], term[1])
+        return (torch.exp(-w) * per_example / scale + own / scale * w).mean()

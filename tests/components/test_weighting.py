@@ -94,3 +94,29 @@ def test_learned_scale_ignores_a_non_finite_batch():
     assert weighting.scale.item() == 2.0
     weighting(torch.full((4,), 1.0, dtype=torch.float64), s, t)
     torch.testing.assert_close(weighting.scale, torch.tensor(0.99 * 2.0 + 0.01 * 1.0, dtype=torch.float64))
+
+
+def test_learned_per_term_keeps_the_terms_balance():
+    """With `per_term`, exp(w) learns each row's loss relative to its own term's mean. Two
+    terms, each with one loss (diagonal rows 2, long off-diagonal pairs 0.1): per term, w
+    stays ~0 on both (the uniform mean's balance); the plain form up-weights the
+    off-diagonal rows and down-weights the diagonal (w ~ log(2 / 1.05) there)."""
+
+    def trained(per_term):
+        weighting = LearnedLogVariance(octaves=4, bound=2.0, per_term=per_term).double()
+        optimiser = torch.optim.Adam(weighting.parameters(), lr=0.05)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(1500):
+            s, t = torch.rand((2, 128), generator=g, dtype=torch.float64)
+            s, t = torch.cat([s[:64], s[64:] / 4]), torch.cat([s[:64], 0.75 + t[64:] / 4])
+            losses = torch.where(s == t, 2.0, 0.1)
+            optimiser.zero_grad()
+            weighting(losses, s, t).backward()
+            optimiser.step()
+        x = torch.linspace(0, 1, 64, dtype=torch.float64)
+        return weighting.log_variance(x, x).detach(), weighting.log_variance(x / 4, 0.75 + x / 4).detach()
+
+    diagonal, off = trained(per_term=True)
+    assert diagonal.abs().max() < 0.15 and off.abs().max() < 0.15
+    diagonal, off = trained(per_term=False)
+    assert diagonal.min() > 0.4 and off.max() < -1.5

@@ -304,6 +304,18 @@ def plan(args: argparse.Namespace) -> list[Run]:
     ]
 
 
+def record_plan(runs: list[Run], out: Path, argv: list[str]) -> None:
+    """OUT/sweep.json: the sweep's own arguments and every run's cell, seed and command, so a
+    report can say what produced each number (`tools/report.py`)."""
+    plan = {
+        "sweep": shlex.join(["python", "tools/sweep.py", *argv]),
+        "runs": [
+            {"cell": run.cell, "seed": run.seed, "command": shlex.join(["flowmap", *run.command()[3:]])} for run in runs
+        ],
+    }
+    (out / "sweep.json").write_text(json.dumps(plan, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runs = plan(args)
@@ -319,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         codes = launch(pending, args.jobs, threads, args.nice, args.out / "logs")
         failed = sum(code != 0 for code in codes.values())
     print(aggregate(runs, args.out))
+    record_plan(runs, args.out, argv if argv is not None else sys.argv[1:])
     print(f"sweep: summary in {args.out / 'summary.md'}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -16,6 +16,9 @@ TOOL = Path(__file__).resolve().parents[2] / "tools" / "sweep.py"
 _spec = importlib.util.spec_from_file_location("sweep", TOOL)
 sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep)
+_spec = importlib.util.spec_from_file_location("report_tool", TOOL.parent / "report.py")
+report_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report_tool)
 
 SMOKE = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
 TINY = [
@@ -73,6 +76,17 @@ def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     mean, std = statistics.fmean(values), statistics.stdev(values)
     assert f"| {cell.name} | 2 | {mean:.4f} ± {std:.4f} |" in (out / "summary.md").read_text()
     assert (out / "summary.png").stat().st_size > 1000
+    plan = json.loads((out / "sweep.json").read_text())
+    assert [(r["cell"], r["seed"]) for r in plan["runs"]] == [(cell.name, 0), (cell.name, 1)]
+    assert plan["runs"][1]["command"].startswith("flowmap train ") and "train.seed = 1" in plan["runs"][1]["command"]
+
+    page = tmp_path / "docs" / "sweeps.md"
+    page.parent.mkdir()
+    assert report_tool.main([str(out), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert f"| {cell.name} | 2 | 4 | " in text and f"{mean:.4g} ± {std:.2g}" in text
+    assert "tools/sweep.py" in text and plan["runs"][0]["command"] in text
+    assert "Fewer than 3 seeds" in text and (page.parent / "sweeps_figures" / "sweep.png").is_file()
 
     capsys.readouterr()
     assert sweep.main(argv) == 0
@@ -83,6 +97,22 @@ def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     assert sweep.main([*argv, "--print-commands"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "seed1" in lines[0] and "--resume" in lines[0]
+
+
+def test_report_names_the_best_and_who_lost_beyond_the_spread_at_each_grid_point():
+    """Only cells at the same grid point compare; a cell behind by less than both standard
+    deviations is not called behind."""
+    table = {
+        "lsd-dim=2": {"1 step": (0.30, 0.02, 3)},
+        "fm-dim=2": {"1 step": (0.50, 0.05, 3)},
+        "esd-dim=2": {"1 step": (0.33, 0.02, 3)},
+        "lsd-dim=8": {"1 step": (0.90, 0.01, 1)},
+        "fm-dim=8": {"1 step": (0.10, 0.01, 3)},
+    }
+    lines = report_tool.verdicts(table, ["1 step"])
+    assert lines[:2] == ["- dim=2:", "  - 1 step: best lsd (0.3); behind it beyond the spread: fm (0.5)"]
+    assert lines[2:4] == ["- dim=8:", "  - 1 step: best fm (0.1); behind it beyond the spread: lsd (0.9)"]
+    assert lines[4] == "- Fewer than 3 seeds, so not a result yet: lsd-dim=8."
 
 
 @pytest.mark.parametrize("bad", [["--grid", "train.steps"], ["--jobs", "0"]])

@@ -152,7 +152,8 @@ def _sample(args: argparse.Namespace, imports: list[str]) -> int:
     X = runs.flow_maps(trainer, [weights])[weights]
     if args.label is not None or args.guidance != 1.0:
         label = -1 if args.label is None else args.label
-        X = X.with_cond(**trainer.spec.conditioning.given(label, args.guidance))
+        cond = trainer.spec.conditioning.given(label, args.guidance)
+        X = X.with_cond(**{k: v.to(trainer.device) for k, v in cond.items()})
     generator = torch.Generator(device=trainer.device).manual_seed(args.seed)
     shape = (args.n, *trainer.spec.dataset.data_shape)
     x0 = torch.randn(shape, generator=generator, device=trainer.device, dtype=trainer.dtype)

@@ -244,7 +244,8 @@ def evaluate_guided(
 ) -> GuidedResult:
     """Sample each class at each guidance scale and step count, `spec.guidance_samples` in all
     (the same noise for every class). A labelled density (`class_bin_probabilities`) scores
-    each class against its own density and averages over classes; any other labelled dataset
+    each class against its own density (against the whole density at w = 0, where
+    b^0 = b(x, null) carries no class) and averages over classes; any other labelled dataset
     (images) scores the class-balanced set against the data, beside held-out data of the
     same size (`real_samples`) as the noise floor."""
     classes = dataset.num_classes
@@ -274,8 +275,8 @@ def evaluate_guided(
                 samples = _sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
                 if pooled:
                     every.append(samples)
-                else:
-                    values.append(spec.metric(samples, ClassOf(dataset, label)))
+                else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
+                    values.append(spec.metric(samples, dataset if w == 0 else ClassOf(dataset, label)))
                 points.append(samples[:keep])
                 labels.append(torch.full((min(keep, len(samples)),), label))
             scores[w][steps] = spec.metric(torch.cat(every), dataset) if pooled else sum(values) / classes

@@ -36,20 +36,18 @@ class EMA:
             self.nets[rate] = average
 
     @torch.no_grad()
-    def update(self, net: nn.Module, apply: torch.Tensor | None = None) -> None:
-        """One averaging step towards `net`'s weights; with `apply` (a 0-d bool tensor, e.g. a
-        step's finiteness) the step happens only where it is True, decided on the device."""
+    def update(self, net: nn.Module, apply: torch.Tensor) -> None:
+        """One averaging step towards `net`'s weights where `apply` (a 0-d bool tensor: the
+        step's finiteness) is True, decided on the device. ema += w (net - ema) with w a
+        device tensor, since torch's lerp with a tensor weight synchronises on CUDA."""
         params = list(net.parameters())
-        first = params[0] if params else next(net.buffers(), torch.zeros(()))
         for rate, average in self.nets.items():
             if self.warmup:
                 rate = min(rate, (1 + self.updates) / (10 + self.updates))
             averages = list(average.parameters())
-            if apply is None:
-                torch._foreach_lerp_(averages, params, 1.0 - rate)
-            else:  # ema += w (net - ema) with w a device tensor: a tensor weight to lerp syncs on CUDA
-                steps = torch._foreach_sub(params, averages)
-                torch._foreach_mul_(steps, apply.to(first.dtype) * (1.0 - rate))
+            steps = torch._foreach_sub(params, averages)
+            if steps:
+                torch._foreach_mul_(steps, apply.to(steps[0].dtype) * (1.0 - rate))
                 torch._foreach_add_(averages, steps)
             for mine, theirs in zip(average.buffers(), net.buffers(), strict=True):
                 mine.copy_(theirs)

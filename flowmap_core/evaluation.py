@@ -214,7 +214,9 @@ class GuidedResult:
     """Class-conditional scores per guidance scale and step count, their noise floor, and
     labelled samples to plot. `pooled`: each score is of all classes' samples together
     against the data (images); otherwise each class is scored against its own density and
-    the scores are averaged (labelled 2D densities)."""
+    the scores are averaged (labelled 2D densities), except at w = 0, where every class's
+    samples together are scored against the whole density, whose own samples of that size
+    give `edge_floor`."""
 
     metric: str
     step_counts: tuple[int, ...]
@@ -223,12 +225,16 @@ class GuidedResult:
     noise_floor: float
     samples: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]]
     pooled: bool = False
+    edge_floor: float | None = None
 
     def table(self) -> str:
-        """A Markdown table: one row per guidance scale, one column per step count, and the floor."""
+        """A Markdown table: one row per guidance scale, one column per step count, and the floors."""
         rows = [markdown_row(f"{w:g}", [self.scores[w][k] for k in self.step_counts]) for w in self.scales]
-        floor = markdown_row("true class samples (noise floor)", [self.noise_floor] * len(self.step_counts))
-        return "\n".join([table_head("guidance w", self.step_counts), *rows, floor])
+        floors = [markdown_row("true class samples (noise floor)", [self.noise_floor] * len(self.step_counts))]
+        if self.edge_floor is not None:
+            name = "true samples of the whole density (floor of w = 0)"
+            floors.append(markdown_row(name, [self.edge_floor] * len(self.step_counts)))
+        return "\n".join([table_head("guidance w", self.step_counts), *rows, *floors])
 
 
 @torch.no_grad()
@@ -244,14 +250,16 @@ def evaluate_guided(
 ) -> GuidedResult:
     """Sample each class at each guidance scale and step count, `spec.guidance_samples` in all
     (the same noise for every class). A labelled density (`class_bin_probabilities`) scores
-    each class against its own density (against the whole density at w = 0, where
-    b^0 = b(x, null) carries no class) and averages over classes; any other labelled dataset
+    each class against its own density and averages over classes, except at w = 0, where
+    b^0 = b(x, null) carries no class: there all classes' samples together are scored
+    against the whole density, beside its own samples of that size; any other labelled dataset
     (images) scores the class-balanced set against the data, beside held-out data of the
     same size (`real_samples`) as the noise floor."""
     classes = dataset.num_classes
     per_class = spec.guidance_samples // classes
     generator = torch.Generator().manual_seed(spec.seed)
     pooled = not isinstance(dataset, LabelledDensityDataset)
+    edge_floor = None
     if pooled:
         truth = real_samples(attrs.evolve(spec, num_samples=per_class * classes), dataset, generator)
         noise_floor = spec.metric(truth, dataset)
@@ -261,6 +269,9 @@ def evaluate_guided(
             truth = dataset.class_sample(label, per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
             floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
         noise_floor = sum(floors) / classes
+        if 0 in spec.guidance_scales:
+            whole = dataset.sample(per_class * classes, generator=generator, device=torch.device("cpu"), dtype=dtype)
+            edge_floor = spec.metric(whole.x1, dataset)
     x0 = torch.randn((per_class, *dataset.data_shape), generator=generator).to(device=device, dtype=dtype)
     scores: dict[float, dict[int, float]] = {}
     kept: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -273,13 +284,13 @@ def evaluate_guided(
                 cond = {k: v.to(device) for k, v in conditioning.given(label, w).items()}
                 desc = f"w = {w:g}, class {label}, {steps} steps"
                 samples = _sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
-                if pooled:
+                if pooled or w == 0:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
                     every.append(samples)
-                else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
-                    values.append(spec.metric(samples, dataset if w == 0 else ClassOf(dataset, label)))
+                else:
+                    values.append(spec.metric(samples, ClassOf(dataset, label)))
                 points.append(samples[:keep])
                 labels.append(torch.full((min(keep, len(samples)),), label))
-            scores[w][steps] = spec.metric(torch.cat(every), dataset) if pooled else sum(values) / classes
+            scores[w][steps] = spec.metric(torch.cat(every), dataset) if every else sum(values) / classes
             kept[w][steps] = (torch.cat(points), torch.cat(labels))
     return GuidedResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),
@@ -289,4 +300,5 @@ def evaluate_guided(
         noise_floor=noise_floor,
         samples=kept,
         pooled=pooled,
+        edge_floor=edge_floor,
     )

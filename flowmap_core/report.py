@@ -84,8 +84,9 @@ def write(
             guided_figures = write_guided_grids(run_dir, guided)
         else:
             how = (
-                "Each class sampled at guidance w and scored against its own density (at w = 0, where "
-                "b^0 = b(x, null), against the whole density), averaged over classes."
+                "Each class sampled at guidance w and scored against its own density, averaged over classes; "
+                "at w = 0, where b^0 = b(x, null) carries no class, every class's samples together against the "
+                "whole density, beside its own floor at that sample count."
             )
             plot_guided(run_dir / "guided.png", guided)
             guided_figures = ["guided.png"]

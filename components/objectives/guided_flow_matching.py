@@ -18,7 +18,9 @@ class GuidedFlowMatching:
     b^w = (1 - w) v_{t,t}(x; null, 1) + w v_{t,t}(x; c, 1).
 
     The first term is flow matching of the class-conditional velocity (the label is the
-    null label for the dropped share, which trains b(x, null)); the second makes the
+    null label for the dropped share, which trains b(x, null), and for rows at w = 0,
+    whose label carries no class since b^0 = b(x, null) and need not be their data's:
+    `conditioning.guided.edge_fraction`); the second makes the
     map's diagonal at guidance w the guided velocity of classifier-free guidance, with
     the teacher's conditional and unconditional velocities under stop-gradient. Off the
     diagonal, any self-distillation objective then trains the guided map X^w_{s,t}
@@ -39,11 +41,12 @@ class GuidedFlowMatching:
         label, w = cond["label"], cond["guidance"]
         point = inp.interpolant.interpolate(inp.x0, inp.x1, inp.t)
         one = torch.ones_like(w)
-        conditional = inp.student.with_cond(label=label, guidance=one).velocity(point.xt, inp.t)
+        null = torch.full_like(label, NULL)
+        data_label = torch.where(w == 0, null, label)
+        conditional = inp.student.with_cond(label=data_label, guidance=one).velocity(point.xt, inp.t)
         flow_matching = mean_square(conditional - point.dxt)
 
         def guided_velocity():
-            null = torch.full_like(label, NULL)
             with_class = inp.teacher.with_cond(label=label, guidance=one).velocity(point.xt, inp.t)
             without = inp.teacher.with_cond(label=null, guidance=one).velocity(point.xt, inp.t)
             weight = expand_time(w, point.xt)

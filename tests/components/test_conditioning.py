@@ -46,6 +46,22 @@ def test_guidance_scales_are_drawn_in_range():
     assert guided.given(3, 2.0) == {"label": torch.tensor(3), "guidance": torch.tensor(2.0)}
 
 
+def test_guidance_edge_fraction_draws_w0_with_another_examples_label():
+    _, batch = labelled_batch()
+    guided = registry.build("conditioning", "guided", scales=(0.0, 3.0), edge_fraction=0.25, dropout=0.0)
+    cond = guided(batch, generator=torch.Generator().manual_seed(0))
+    w, label = cond["guidance"], cond["label"]
+    edge = w == 0.0
+    assert abs(edge.double().mean().item() - 0.25) < 0.02
+    assert 0.0 <= w.min() and w.max() <= 3.0 and abs(w[~edge].mean().item() - 1.5) < 0.03
+    assert torch.equal(label[~edge], batch.label[~edge])
+    own = (label[edge] == batch.label[edge]).double().mean().item()
+    assert abs(own - 1 / 8) < 0.03  # eight balanced classes: a random label is the own one 1/8 of the time
+    assert torch.equal(torch.bincount(label[edge], minlength=8) > 0, torch.ones(8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="start them at 0"):
+        registry.build("conditioning", "guided", scales=(0.5, 3.0), edge_fraction=0.1)
+
+
 def test_unlabelled_data_is_refused():
     dataset = registry.build("dataset", "gaussian")
     batch = dataset.sample(4, generator=torch.Generator(), device=CPU, dtype=torch.float32)

@@ -225,3 +225,29 @@ def test_guided_flow_matching_at_the_exact_guided_velocity():
     assert losses[0.1].terms["guidance"].item() > 1e-3
     d = losses[0.1].per_example - losses[0.0].per_example
     assert d.mean() > 5 * d.std() / n**0.5
+
+
+def test_guided_flow_matching_at_w0_does_not_read_the_label():
+    """b^0 = b(x, null) carries no class: on rows at w = 0 (conditioning.guided's edge, whose
+    labels are another example's) the loss is the same whatever the label, at and off the
+    exact guided velocity."""
+    case = TwoClassGaussians()
+    g = torch.Generator().manual_seed(1)
+    n = 2_000
+    x1 = torch.tensor(case.means, dtype=torch.float64)[torch.randint(0, 2, (n,), generator=g)]
+    x1 = x1 + torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x0 = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    t = torch.rand(n, generator=g, dtype=torch.float64)
+    w = torch.zeros(n, dtype=torch.float64)
+    euler = instance("parameterisation", "euler")
+    for perturbation in (0.0, 0.1):
+        per_example = []
+        for label in (torch.zeros(n, dtype=torch.int64), torch.randint(0, 2, (n,), generator=g)):
+            X = FlowMap(
+                net=GuidedExactNet(case, perturbation), parameterisation=euler, cond={"label": label, "guidance": w}
+            )
+            inp = ObjectiveInput(
+                x0=x0, x1=x1, s=t, t=t, interpolant=case.flows[0].interpolant, student=X, teacher=X, n_diagonal=n
+            )
+            per_example.append(registry.build("objective", "guided_flow_matching")(inp).per_example)
+        torch.testing.assert_close(per_example[0], per_example[1], rtol=0, atol=0)

@@ -1,5 +1,6 @@
 """The benchmarks under tools/ run and print their tables (timings are theirs to report, not asserted)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -80,3 +81,20 @@ def test_bench_data_prints_stream_step_and_train_rates(smoke_data):
     assert done.returncode == 0, done.stderr
     rows = re.findall(r"^\| (\d) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \|$", done.stdout, re.M)
     assert [int(row[0]) for row in rows] == [0, 1], done.stdout
+
+
+def test_guided_edge_scores_every_class_at_w0_against_the_label_free_map(tmp_path):
+    from flowmap_core import cli, config
+
+    run_dir = tmp_path / "guided"
+    smoke = config.GIN_DIR / "smoke" / "gaussian_mixture_guided_lsd.gin"
+    argv = ["train", str(smoke), "--run-dir", str(run_dir), "--no-progress", "--no-eval", "--gin", "train.steps = 20"]
+    assert cli.main(argv) == 0
+    command = [sys.executable, str(TOOLS / "guided_edge.py"), str(run_dir), "--steps", "1", "2", "--samples", "2000"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = re.findall(r"^\| (class \d), w = 0 \|", (run_dir / "guided_edge.md").read_text(), re.M)
+    assert rows == [f"class {c}" for c in range(8)]
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert set(scores) == {f"{name}_{k}" for name in ("label_free", "w0_mean", "w0_ratio") for k in (1, 2)}
+    assert scores["w0_ratio_2"] == pytest.approx(scores["w0_mean_2"] / scores["label_free_2"])

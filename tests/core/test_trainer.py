@@ -160,7 +160,9 @@ def test_a_fused_optimiser_skips_on_the_device_and_the_loop_reads_skips_at_log_s
     object.__setattr__(trainer.spec, "objective", NaNFor(trainer.spec.objective, 3))
     with pytest.raises(TrainingError, match="3 consecutive steps.*objective terms lsd.*stopping at step 4"):
         trainer.fit()
-    assert "step 4: 3 steps skipped since step 0, objective terms lsd not finite (0 in a row)" in capsys.readouterr().err
+    assert (
+        "step 4: 3 steps skipped since step 0, objective terms lsd not finite (0 in a row)" in capsys.readouterr().err
+    )
 
 
 def test_sigint_checkpoints_and_resume_finishes_the_run(tmp_path):

@@ -4,6 +4,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from components.exact import mean_velocity
 from components.interpolants.linear import Linear
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import Interpolant
@@ -72,11 +73,7 @@ class GaussianFlow:
 
     @typechecked
     def mean_velocity(self, x: Data, s: Times, t: Times) -> Data:
-        gap = expand_time(t - s, x)
-        on_diagonal = gap == 0
-        safe_gap = torch.where(on_diagonal, torch.ones_like(gap), gap)
-        off = (self.flow_map(x, s, t) - x) / safe_gap
-        return torch.where(on_diagonal, self.velocity(x, s), off)
+        return mean_velocity.from_flow_map(self, x, s, t)
 
     def sample_data(self, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
         z = torch.randn((n, *self.data_shape), generator=generator, device=generator.device, dtype=dtype)

@@ -18,6 +18,7 @@ import torch
 from scipy.integrate._ivp import dop853_coefficients
 from torch import Tensor
 
+from components.exact import mean_velocity
 from components.interpolants.linear import Linear
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import Interpolant
@@ -375,11 +376,7 @@ class GaussianMixtureFlow:
 
     @typechecked
     def mean_velocity(self, x: Data, s: Times, t: Times) -> Data:
-        gap = expand_time(t - s, x)
-        on_diagonal = gap == 0
-        safe_gap = torch.where(on_diagonal, torch.ones_like(gap), gap)
-        off = (self.flow_map(x, s, t) - x) / safe_gap
-        return torch.where(on_diagonal, self.velocity(x, s), off)
+        return mean_velocity.from_flow_map(self, x, s, t)
 
     def sample(self, n: int, *, generator: torch.Generator, dtype: torch.dtype = DTYPE) -> tuple[Tensor, Tensor]:
         """`n` data points and their component labels, drawn with `generator` only."""

@@ -14,6 +14,7 @@ Time conventions: this library runs time from noise (0) to data (1), x_s = (1 - 
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,6 +155,28 @@ def test_meanflow_loss():
         return (weight * error).mean() / dims ** (1 - p)
 
     compare(trainer, published)
+
+
+def test_the_hand_written_meanflow_control_is_the_experiments_loss():
+    """tools/minimal_meanflow.py, the control for the checkerboard MeanFlow experiment,
+    computes the experiment's loss (p = 0: the plain squared loss) in MeanFlow's own time;
+    its per-example loss sums over dimensions where ours averages."""
+    import importlib.util
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "minimal_meanflow.py"
+    spec = importlib.util.spec_from_file_location("minimal_meanflow", tool)
+    minimal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(minimal)
+    trainer = assemble("meanflow", ["train.weighting = @weighting.uniform()"])
+
+    def control(net, inputs):
+        def u(z, r, t):
+            return -V(net, z, 1 - t, 1 - r)
+
+        r_mf, t_mf = 1 - inputs.times.t, 1 - inputs.times.s
+        return minimal.loss_fn(u, inputs.batch.x1, inputs.x0, r_mf, t_mf) / 2
+
+    compare(trainer, control)
 
 
 def sigma_of(s):

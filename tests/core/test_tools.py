@@ -98,3 +98,12 @@ def test_guided_edge_scores_every_class_at_w0_against_the_label_free_map(tmp_pat
     scores = json.loads((run_dir / "scores.json").read_text())
     assert set(scores) == {f"{name}_{k}" for name in ("label_free", "w0_mean", "w0_ratio") for k in (1, 2)}
     assert scores["w0_ratio_2"] == pytest.approx(scores["w0_mean_2"] / scores["label_free_2"])
+
+
+def test_minimal_meanflow_trains_and_scores_every_step_count(tmp_path):
+    command = [sys.executable, str(TOOLS / "minimal_meanflow.py"), "--steps", "3", "--samples", "2000"]
+    done = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\| ema_0.999( \| [\d.]+){5} \|$", done.stdout, re.M), done.stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores) == {f"kl_{k}" for k in (1, 2, 4, 8, 16)} | {"training_seconds"}

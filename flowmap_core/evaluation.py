@@ -214,9 +214,8 @@ class GuidedResult:
     """Class-conditional scores per guidance scale and step count, their noise floor, and
     labelled samples to plot. `pooled`: each score is of all classes' samples together
     against the data (images); otherwise each class is scored against its own density and
-    the scores are averaged (labelled 2D densities), except at w = 0, where every class's
-    samples together are scored against the whole density, whose own samples of that size
-    give `edge_floor`."""
+    the scores are averaged (labelled 2D densities), except at w = 0, where each class is
+    scored against the whole density, whose own samples of a class's size give `edge_floor`."""
 
     metric: str
     step_counts: tuple[int, ...]
@@ -251,8 +250,9 @@ def evaluate_guided(
     """Sample each class at each guidance scale and step count, `spec.guidance_samples` in all
     (the same noise for every class). A labelled density (`class_bin_probabilities`) scores
     each class against its own density and averages over classes, except at w = 0, where
-    b^0 = b(x, null) carries no class: there all classes' samples together are scored
-    against the whole density, beside its own samples of that size; any other labelled dataset
+    b^0 = b(x, null) carries no class: there each class is scored against the whole density,
+    beside its own samples of a class's size (pooling the classes would not do: every class
+    starts from the same noise, so at w = 0 their samples nearly coincide); any other labelled dataset
     (images) scores the class-balanced set against the data, beside held-out data of the
     same size (`real_samples`) as the noise floor."""
     classes = dataset.num_classes
@@ -270,7 +270,7 @@ def evaluate_guided(
             floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
         noise_floor = sum(floors) / classes
         if 0 in spec.guidance_scales:
-            whole = dataset.sample(per_class * classes, generator=generator, device=torch.device("cpu"), dtype=dtype)
+            whole = dataset.sample(per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
             edge_floor = spec.metric(whole.x1, dataset)
     x0 = torch.randn((per_class, *dataset.data_shape), generator=generator).to(device=device, dtype=dtype)
     scores: dict[float, dict[int, float]] = {}
@@ -284,13 +284,13 @@ def evaluate_guided(
                 cond = {k: v.to(device) for k, v in conditioning.given(label, w).items()}
                 desc = f"w = {w:g}, class {label}, {steps} steps"
                 samples = _sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
-                if pooled or w == 0:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
+                if pooled:
                     every.append(samples)
-                else:
-                    values.append(spec.metric(samples, ClassOf(dataset, label)))
+                else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
+                    values.append(spec.metric(samples, dataset if w == 0 else ClassOf(dataset, label)))
                 points.append(samples[:keep])
                 labels.append(torch.full((min(keep, len(samples)),), label))
-            scores[w][steps] = spec.metric(torch.cat(every), dataset) if every else sum(values) / classes
+            scores[w][steps] = spec.metric(torch.cat(every), dataset) if pooled else sum(values) / classes
             kept[w][steps] = (torch.cat(points), torch.cat(labels))
     return GuidedResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),

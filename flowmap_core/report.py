@@ -85,8 +85,8 @@ def write(
         else:
             how = (
                 "Each class sampled at guidance w and scored against its own density, averaged over classes; "
-                "at w = 0, where b^0 = b(x, null) carries no class, every class's samples together against the "
-                "whole density, beside its own floor at that sample count."
+                "at w = 0, where b^0 = b(x, null) carries no class, against the whole density, beside that "
+                "density's own floor at a class's sample count."
             )
             plot_guided(run_dir / "guided.png", guided)
             guided_figures = ["guided.png"]

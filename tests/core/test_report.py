@@ -71,5 +71,7 @@ def test_guided_scores_w0_against_the_whole_density_and_w1_against_each_class():
     per_class = [metric(samples, ClassOf(dataset, c)) for c in range(classes)]
     assert result.scores[1.0][1] == pytest.approx(sum(per_class) / classes)
     assert result.scores[1.0][1] > result.scores[0.0][1] + 1.5  # whole-ring samples miss a class by about log 8
-    assert result.edge_floor < result.scores[0.0][1]  # 8000 fresh samples against 1000 repeated per class
+    # w = 0's floor: other true samples of the whole density, as many as a class gets
+    assert result.edge_floor != result.scores[0.0][1]
+    assert result.edge_floor == pytest.approx(result.scores[0.0][1], rel=0.25)
     assert "floor of w = 0" in result.table()

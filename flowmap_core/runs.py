@@ -94,7 +94,7 @@ def evaluate_guided_run(trainer: Trainer, spec: EvalSpec) -> GuidedResult | None
         name = type(dataset).__name__
         raise TrainingError(f"evaluate.guidance_scales needs a labelled dataset; {name} has no classes")
     name = headline_weights(trainer)
-    X = trainer.flow_map({**trainer.ema_nets(), ONLINE: trainer.net}[name].eval())
+    X = flow_maps(trainer, [name])[name]
     return evaluate_guided(
         spec,
         X,

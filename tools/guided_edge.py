@@ -16,9 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-SCORES = "scores.json"
+from sweep import SCORES
 
 
 def score(run_dir: Path, steps: tuple[int, ...], samples: int, weights: str | None) -> dict[str, float]:
@@ -31,26 +29,22 @@ def score(run_dir: Path, steps: tuple[int, ...], samples: int, weights: str | No
     trainer = runs.open_run(run_dir, bindings)
     spec = runs.build_eval_spec()
     data, cond = trainer.spec.dataset, trainer.spec.conditioning
-    if not getattr(data, "num_classes", None) or not hasattr(cond, "given"):
-        raise SystemExit(f"guided_edge: {run_dir} is not a class-conditional run")
+    if not getattr(data, "num_classes", None) or "guidance" not in cond.unconditional():
+        raise SystemExit(f"guided_edge: {run_dir} is not a guided run (conditioning.guided on labelled data)")
     name = weights or runs.headline_weights(trainer)
-    net = {**trainer.ema_nets(), runs.ONLINE: trainer.net}[name].eval()
-    X = trainer.flow_map(net)
-    device = trainer.device
-
-    def on_device(c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(device) for k, v in c.items()}
-
-    maps = {"label-free (null class, w = 1)": X.with_cond(**on_device(cond.unconditional()))}
+    free = runs.flow_maps(trainer, [name])[name]  # the null class at w = 1
+    maps = {"label-free (null class, w = 1)": free}
     for label in range(data.num_classes):
-        maps[f"class {label}, w = 0"] = X.with_cond(**on_device(cond.given(label, 0.0)))
-    result = evaluate(spec, maps, data, interpolant=trainer.spec.interpolant, device=device, dtype=trainer.dtype)
+        at_edge = {k: v.to(trainer.device) for k, v in cond.given(label, 0.0).items()}
+        maps[f"class {label}, w = 0"] = free.with_cond(**at_edge)
+    device, dtype = trainer.device, trainer.dtype
+    result = evaluate(spec, maps, data, interpolant=trainer.spec.interpolant, device=device, dtype=dtype)
     table = result.table()
     scores: dict[str, float] = {}
     for k in steps:
-        free = result.scores["label-free (null class, w = 1)"][k]
-        edge = sum(result.scores[f"class {c}, w = 0"][k] for c in range(data.num_classes)) / data.num_classes
-        scores |= {f"label_free_{k}": free, f"w0_mean_{k}": edge, f"w0_ratio_{k}": edge / free}
+        label_free = result.scores["label-free (null class, w = 1)"][k]
+        w0 = sum(result.scores[f"class {c}, w = 0"][k] for c in range(data.num_classes)) / data.num_classes
+        scores |= {f"label_free_{k}": label_free, f"w0_mean_{k}": w0, f"w0_ratio_{k}": w0 / label_free}
     mean_row = " | ".join(f"{scores[f'w0_mean_{k}']:.4f}" for k in steps)
     ratio_row = " | ".join(f"{scores[f'w0_ratio_{k}']:.2f}" for k in steps)
     text = (
@@ -71,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--weights", default=None, help="default: the run's first EMA")
     args = parser.parse_args(argv)
+    from flowmap_core.errors import FlowmapError
+
     for run_dir in args.run_dirs:
-        score(run_dir, tuple(args.steps), args.samples, args.weights)
+        try:
+            score(run_dir, tuple(args.steps), args.samples, args.weights)
+        except FlowmapError as error:
+            raise SystemExit(f"guided_edge: error: {error}") from None
     return 0
 
 

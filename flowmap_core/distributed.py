@@ -129,6 +129,15 @@ def average_gradients(parameters: Iterable[nn.Parameter], context: Context) -> N
         offset += g.numel()
 
 
+def sum_over_ranks(value: torch.Tensor, context: Context) -> torch.Tensor:
+    """`value` summed over ranks (a new tensor; `value` itself on one process)."""
+    if not context.distributed:
+        return value
+    total = value.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
 def all_true(flag: bool, context: Context) -> bool:
     """Whether `flag` holds on every rank (so all ranks skip a step together)."""
     if not context.distributed:

@@ -241,6 +241,19 @@ class Weighting(Protocol):
     def __call__(self, per_example: Tensor, s: Tensor, t: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class SharesBatchStatistics(Protocol):
+    """A component that keeps statistics of the batch it sees (a running mean loss).
+
+    Under data parallelism each rank sees a part of the batch. The trainer hands such a
+    component `sum_over_ranks` (the identity on one process), and the component sums its
+    per-batch statistics through it, so every rank keeps the statistics of the whole
+    batch, as one process on the whole batch would.
+    """
+
+    def share_across_ranks(self, sum_over_ranks: Callable[[Tensor], Tensor]) -> None: ...
+
+
 @attrs.frozen
 class Draw:
     """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,

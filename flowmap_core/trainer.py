@@ -14,6 +14,7 @@ The run directory receives `config.gin` (the full config, at start),
 """
 
 import difflib
+import functools
 import json
 import math
 import signal
@@ -45,6 +46,7 @@ from flowmap_core.protocols import (
     Objective,
     ObjectiveInput,
     Parameterisation,
+    SharesBatchStatistics,
     StreamingDataset,
     StreamRequest,
     Teacher,
@@ -246,6 +248,8 @@ class Trainer:
         self.modules = nn.ModuleDict({"net": self.net})
         if isinstance(spec.weighting, nn.Module):
             self.modules["weighting"] = spec.weighting.to(device=self.device, dtype=self.dtype)
+        if isinstance(spec.weighting, SharesBatchStatistics):
+            spec.weighting.share_across_ranks(functools.partial(distributed.sum_over_ranks, context=self.context))
         distributed.broadcast_parameters(self.modules, self.context)
         self.parameters = [p for p in self.modules.parameters() if p.requires_grad]
         self.optimizer = spec.optimizer(self.parameters)

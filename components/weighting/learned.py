@@ -1,11 +1,18 @@
 """A learned log-variance weighting w(s, t), as in EDM2 and the official flow-map code."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.registry import register
 from flowmap_core.typing import Scalar, Times, typechecked
+
+
+def _one_process(value: Tensor) -> Tensor:
+    """The sum over ranks when there is one process."""
+    return value
 
 
 @register("weighting", "learned")
@@ -23,7 +30,9 @@ class LearnedLogVariance(nn.Module):
     - **Normalisation.** EDM2's preconditioning makes E[l] ~ 1, so its log-variance lives
       near 0. Here c is a running mean of the batch's mean loss (rate `scale_rate`,
       detached, floored at `min_scale`), so l / c has mean ~ 1 on any dataset and w
-      measures a pair's loss *relative* to the average.
+      measures a pair's loss *relative* to the average. Under data parallelism the
+      running means are of the whole batch, every rank's rows summed
+      (`share_across_ranks`), so all ranks keep the same c.
     - **Bound.** A residual with no floor (self-distillation rows are exactly 0 at
       initialisation, when the output layer is zero) drives the optimal w to -inf, and
       exp(-w) then lets those rows drown out the rest. EDM2 bounds its log-variance
@@ -62,6 +71,7 @@ class LearnedLogVariance(nn.Module):
         self.scale_rate = scale_rate
         self.min_scale = min_scale
         self.per_term = per_term
+        self._sum_over_ranks: Callable[[Tensor], Tensor] = _one_process
         self.features = FourierTimeFeatures(octaves)
         self.linear = nn.Linear(2 * self.features.dim, 1)
         nn.init.zeros_(self.linear.weight)
@@ -86,14 +96,21 @@ class LearnedLogVariance(nn.Module):
         updated = torch.where(old > 0, rate * old + (1 - rate) * batch, batch)
         return torch.where(torch.isfinite(batch), updated, old)
 
+    def share_across_ranks(self, sum_over_ranks: Callable[[Tensor], Tensor]) -> None:
+        """Keep the running means of the whole batch under data parallelism (the trainer
+        calls this; see `flowmap_core.protocols.SharesBatchStatistics`)."""
+        self._sum_over_ranks = sum_over_ranks
+
     @torch.no_grad()
     def _update_scales(self, per_example: Tensor, diagonal: Tensor) -> None:
         loss = per_example.detach().to(self.scale.dtype)
-        self.scale.copy_(self._running(self.scale, loss.mean(), self.scale_rate))
+        rows = torch.stack([torch.ones_like(diagonal), diagonal, ~diagonal]).to(loss.dtype)
+        # Loss sums and row counts of the whole batch, the other ranks' parts included.
+        sums = self._sum_over_ranks(torch.cat([rows @ loss, rows.sum(dim=1)]))
+        means = sums[:3] / sums[3:]  # NaN (0 / 0) for a term with no rows
+        self.scale.copy_(self._running(self.scale, means[0], self.scale_rate))
         if self.per_term:
-            for index, rows in enumerate([diagonal, ~diagonal]):
-                batch = (loss * rows).sum() / rows.sum()  # NaN (0 / 0) when there are no such rows
-                self.term_scales[index] = self._running(self.term_scales[index], batch, self.scale_rate)
+            self.term_scales.copy_(self._running(self.term_scales, means[1:], self.scale_rate))
 
     @typechecked
     def forward(self, per_example: Times, s: Times, t: Times) -> Scalar:

@@ -3,8 +3,9 @@
 For each objective, every rank takes one optimiser step on its own half of a batch
 (gradients averaged by `flowmap_core.distributed`), and rank 0 also takes one
 single-process step on the union of both halves from the same initial weights. Rank 0
-writes the largest absolute difference of the weights and EMA after the step to FILE,
-and, as a control, the difference when the gradient all-reduce is switched off.
+writes the largest absolute difference of the weights, buffers and EMA after the step to
+FILE, and, as controls, the difference when the gradient all-reduce is switched off and,
+for a learned weighting, when its running loss scale is kept per rank.
 """
 
 import argparse
@@ -18,7 +19,20 @@ from flowmap_core import config, distributed, runs
 from flowmap_core.protocols import Batch, TimeSample
 from flowmap_core.trainer import StepInput, Trainer
 
-METHODS = ["fm", "lsd", "esd", "psd_m"]
+# method: its smoke config and extra bindings.
+METHODS = {
+    "fm": ["checkerboard_fm.gin"],
+    "lsd": ["checkerboard_lsd.gin"],
+    "esd": ["checkerboard_esd.gin"],
+    "psd_m": ["checkerboard_psd_m.gin"],
+    "lsd_learned": [
+        "checkerboard_lsd.gin",
+        "train.weighting = @weighting.learned()",
+        "weighting.learned.per_term = True",
+    ],
+}
+# Methods whose weighting keeps running means of the batch (SharesBatchStatistics).
+SHARES_STATISTICS = ["lsd_learned"]
 
 
 def half(trainer: Trainer, rank: int) -> StepInput:
@@ -61,20 +75,28 @@ def main() -> None:
     differences = {}
     try:
         for method in METHODS:
-            smoke = config.GIN_DIR / "smoke" / f"checkerboard_{method}.gin"
-            config.parse([smoke], ["train.dtype = 'float64'", "train.batch_size = 64"])
-            spec = runs.build_spec()
-            parallel = Trainer(spec, context=context, progress=False)
-            unsynced = Trainer(spec, context=context, progress=False)
+            smoke, *bindings = METHODS[method]
+            config.parse(
+                [config.GIN_DIR / "smoke" / smoke], ["train.dtype = 'float64'", "train.batch_size = 64", *bindings]
+            )
+            # A spec each: a learned weighting is a module with state, and must not be shared.
+            parallel = Trainer(runs.build_spec(), context=context, progress=False)
+            unsynced = Trainer(runs.build_spec(), context=context, progress=False)
             halves = [half(parallel, r) for r in range(context.world_size)]
             parallel.optimise(halves[context.rank])
             with mock.patch.object(distributed, "average_gradients"):
                 unsynced.optimise(halves[context.rank])
+            if method in SHARES_STATISTICS:
+                with mock.patch.object(distributed, "sum_over_ranks", lambda value, context: value):
+                    unshared = Trainer(runs.build_spec(), context=context, progress=False)
+                unshared.optimise(halves[context.rank])
             if context.is_main:
-                single = Trainer(spec, progress=False)
+                single = Trainer(runs.build_spec(), progress=False)
                 single.optimise(union(*halves))
                 differences[method] = largest_gap(parallel, single)
                 differences[f"{method} without all-reduce"] = largest_gap(unsynced, single)
+                if method in SHARES_STATISTICS:
+                    differences[f"{method} without shared statistics"] = largest_gap(unshared, single)
     finally:
         distributed.teardown(context, completed=sys.exc_info()[0] is None)
     if context.is_main:

@@ -20,8 +20,11 @@ def test_one_step_on_two_processes_equals_one_step_on_the_union(tmp_path):
     result = run_two_processes(out)
     assert result.returncode == 0, result.stderr[-3000:]
     differences = json.loads(out.read_text())
-    methods = ["fm", "lsd", "esd", "psd_m"]
-    assert set(differences) == {*methods, *(f"{m} without all-reduce" for m in methods)}
+    methods = ["fm", "lsd", "esd", "psd_m", "lsd_learned"]
+    shared = ["lsd_learned without shared statistics"]
+    assert set(differences) == {*methods, *(f"{m} without all-reduce" for m in methods), *shared}
     for method in methods:
         assert differences[method] < 1e-10, (method, differences[method])
         assert differences[f"{method} without all-reduce"] > 1e-6, (method, "the control should differ")
+    for control in shared:
+        assert differences[control] > 1e-6, (control, "the control should differ")

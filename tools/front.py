@@ -91,7 +91,9 @@ def table(front: list[Point], targets: dict[str, float], fm_ms: float, budget_mi
     return "\n".join(lines)
 
 
-def plot(front: list[Point], targets: dict[str, float], fm_ms: float, budget_min: float, overhead_min, path: Path):
+def plot(
+    front: list[Point], targets: dict[str, float], fm_ms: float, budget_min: float, overhead_min: float, path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

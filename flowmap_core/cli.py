@@ -8,7 +8,8 @@
 A bad config or argument is one `flowmap: error:` line (exit status 2); `--debug` (before
 the subcommand) or FLOWMAP_TRACEBACK=1 shows the full traceback instead.
 `--typecheck` (before the subcommand) turns on runtime shape checks; `--import MODULE`
-registers components from your own module (repeatable; `components` is always loaded).
+registers components from your own module (repeatable; `components` is always loaded),
+found as `python -m` finds it: in the current directory first, then on sys.path.
 Under torchrun, `python -m flowmap_core.cli train ...` trains on every process.
 """
 
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--typecheck", action="store_true", help="check tensor shapes at runtime (slower)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE", help="import components from MODULE"
+        "--import", dest="imports", action="append", default=[], metavar="MODULE", help="import components from MODULE (the current directory first)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.typecheck:
         os.environ["FLOWMAP_TYPECHECK"] = "1"  # read once, when flowmap_core.typing is first imported
     imports = ["components", *args.imports]
+    if args.imports and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the console script, unlike `python -m`, leaves it out
     handlers = {"train": _train, "sample": _sample, "eval": _eval, "components": _components}
     try:
         return handlers[args.command](args, imports)

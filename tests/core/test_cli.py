@@ -1,5 +1,10 @@
 """The `flowmap` command: listing, sampling, evaluation, and one-line errors for bad input."""
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -20,6 +25,23 @@ def test_components_lists_every_family(capsys):
         assert f"{family.name}:" in out
     for name in ["lsd", "esd", "psd", "flow_matching", "checkerboard", "histogram_kl", "mlp", "gaussian"]:
         assert name in out
+
+
+def test_import_finds_a_module_in_the_current_directory(tmp_path):
+    """`flowmap --import my_module`, as the README writes it, from the folder holding my_module.py."""
+    module = """
+        from flowmap_core.registry import register
+        from components.weighting.uniform import Uniform
+
+        @register("weighting", "from_the_current_directory")
+        class Mine(Uniform):
+            pass
+        """
+    (tmp_path / "my_module.py").write_text(textwrap.dedent(module))
+    script = Path(sys.executable).with_name("flowmap")
+    done = subprocess.run([str(script), "--import", "my_module", "components"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "from_the_current_directory" in done.stdout
 
 
 def test_sample_writes_points(smoke_run, tmp_path, capsys):

@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--typecheck", action="store_true", help="check tensor shapes at runtime (slower)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE", help="import components from MODULE (the current directory first)"
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import components from MODULE (the current directory first)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

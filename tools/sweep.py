@@ -137,24 +137,27 @@ def launch(runs: list[Run], jobs: int, threads: int, nice: int, log_dir: Path) -
 
 
 def read_report_table(path: Path) -> dict[str, dict[str, float]]:
-    """row -> column -> value of the first `| weights ...` table in a report.md. Columns are
-    the header's names ('1 step', 'NFE 4', ...); '—' (not scored) is NaN; the noise-floor row
-    is kept under its own name."""
+    """row -> column -> value of a report.md's score tables: the first `| weights ...` table,
+    rows named by its first column, and a guided run's first `| guidance w ...` table, rows
+    named 'guidance w = <its first column>'. Columns are the header's names ('1 step',
+    'NFE 4', ...); '—' (not scored) is NaN; the noise-floor rows are kept under their own names."""
     lines = path.read_text().splitlines()
+    table: dict[str, dict[str, float]] = {}
+    prefixes = {"weights": "", "guidance w": "guidance w = "}
     for start, line in enumerate(lines):
-        if not re.match(r"^\|\s*weights\b", line):
+        head = re.match(r"^\|\s*(weights|guidance w)\b", line)
+        if not head or head[1] not in prefixes:
             continue
+        prefix = prefixes.pop(head[1])
         header = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        table = {}
         for row in lines[start + 2 :]:
             if not row.startswith("|"):
                 break
             values = [cell.strip() for cell in row.strip().strip("|").split("|")]
             if len(values) != len(header):
                 continue
-            table[values[0]] = {col: _number(value) for col, value in zip(header[1:], values[1:], strict=True)}
-        return table
-    return {}
+            table[prefix + values[0]] = {col: _number(v) for col, v in zip(header[1:], values[1:], strict=True)}
+    return table
 
 
 def _number(text: str) -> float:

@@ -39,7 +39,9 @@ def test_import_finds_a_module_in_the_current_directory(tmp_path):
         """
     (tmp_path / "my_module.py").write_text(textwrap.dedent(module))
     script = Path(sys.executable).with_name("flowmap")
-    done = subprocess.run([str(script), "--import", "my_module", "components"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(script), "--import", "my_module", "components"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "from_the_current_directory" in done.stdout
 

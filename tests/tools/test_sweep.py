@@ -63,6 +63,22 @@ def test_report_table_is_read_with_missing_entries(tmp_path):
     assert sweep._count("NFE 2") == 2 and sweep._count("16 steps") == 16 and sweep._count("mean") is None
 
 
+def test_a_guided_runs_table_is_read_beside_the_headline(tmp_path):
+    (tmp_path / "report.md").write_text(
+        "| weights | 1 step |\n|---|---|\n| ema_0.999 | 0.3000 |\n\n## Guided sampling\n\n"
+        "| guidance w | 1 step |\n|---|---|\n| 0 | 1.2000 |\n| 1 | 0.8000 |\n"
+        "| true class samples (noise floor) | 0.7000 |\n\n| weights | 1 step |\n|---|---|\n| other | 9.0 |\n"
+    )
+    table = sweep.read_report_table(tmp_path / "report.md")
+    assert list(table) == [
+        "ema_0.999",
+        "guidance w = 0",
+        "guidance w = 1",
+        "guidance w = true class samples (noise floor)",
+    ]
+    assert table["guidance w = 1"] == {"1 step": 0.8}
+
+
 def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = [SMOKE, "--out", str(out), "--seeds", "0", "1", "--jobs", "2", *TINY]

@@ -47,8 +47,12 @@ def cell_text(mean: float, std: float) -> str:
 
 
 def headline_row(cell: dict) -> str | None:
-    """The first weights row of a cell (its reports' headline), skipping baselines ('w, sampler')."""
-    return next((row for row in cell if row not in NOT_SCORES and ", " not in row), None)
+    """The first weights row of a cell (its reports' headline), skipping baselines ('w, sampler')
+    and a guided run's per-w rows ('guidance w = 1')."""
+    return next(
+        (row for row in cell if row not in NOT_SCORES and ", " not in row and not row.startswith("guidance w = ")),
+        None,
+    )
 
 
 def section(sweep_dir: Path, figures_dir: Path, page_dir: Path) -> str:

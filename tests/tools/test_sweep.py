@@ -77,6 +77,7 @@ def test_a_guided_runs_table_is_read_beside_the_headline(tmp_path):
         "guidance w = true class samples (noise floor)",
     ]
     assert table["guidance w = 1"] == {"1 step": 0.8}
+    assert report_tool.headline_row({"guidance w = 0": {}, "online": {}}) == "online"
 
 
 def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):

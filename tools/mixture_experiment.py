@@ -19,7 +19,8 @@ run is then scored once against the exact map X* of its own mixture and interpol
 
 OUT/summary.md then holds mean ± std over seeds of every cell (sliced W2 from each run's report,
 the flow-map errors, the training cost), and OUT/error_vs_dimension.png the grid-mean map error
-and the 1-step sampling error against dimension, one line per method and separation.
+and the 1-step sampling error against dimension, one line per method and separation
+(OUT/error_vs_separation.png, against separation, when the sweep has one dimension).
 """
 
 import argparse
@@ -95,40 +96,53 @@ def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: i
     return scores
 
 
-def plot_against_dimension(out: Path, summary: dict, cells: dict[str, tuple[str, int, float]]) -> None:
-    """Grid-mean map error and 1-NFE sampling error against dimension, mean ± std over seeds."""
+def plot_errors(out: Path, summary: dict, cells: dict[str, tuple[str, int, float]]) -> Path:
+    """Grid-mean map error and 1-NFE sampling error, mean ± std over seeds, against dimension
+    (one line per method and separation), or against separation when the sweep has one
+    dimension and several separations. Writes and returns OUT/error_vs_<axis>.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    dimensions = {dimension for _, dimension, _ in cells.values()}
+    separations = {separation for _, _, separation in cells.values()}
+    by_separation = len(dimensions) == 1 and len(separations) > 1
+    axis = "separation" if by_separation else "dimension"
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    lines: dict[tuple[str, float], list[tuple[int, str]]] = defaultdict(list)
+    lines: dict[tuple[str, float], list[tuple[float, str]]] = defaultdict(list)
     for cell, (method, dimension, separation) in cells.items():
-        lines[(method, separation)].append((dimension, cell))
+        if by_separation:
+            lines[(method, dimension)].append((separation, cell))
+        else:
+            lines[(method, separation)].append((dimension, cell))
     for ax, pattern in zip(axes, ["map error (grid mean)", "NFE 1 error"], strict=True):
-        for (method, separation), members in sorted(lines.items()):
+        for (method, fixed), members in sorted(lines.items()):
             x, mean, std = [], [], []
-            for dimension, cell in sorted(members):
+            for position, cell in sorted(members):
                 scores = summary.get(cell, {}).get("scores", {})
                 key = next((k for k in scores if k.endswith(pattern)), None)
                 if key is None:
                     continue
                 m, s = sweep.mean_std(list(scores[key].values()))
-                x.append(dimension)
+                x.append(position)
                 mean.append(m)
                 std.append(0.0 if math.isnan(s) else s)
             if x:
-                ax.errorbar(x, mean, yerr=std, marker="o", label=f"{method}, separation {separation:g}")
-        ax.set_xscale("log", base=2)
+                label = f"{method}, d = {fixed:g}" if by_separation else f"{method}, separation {fixed:g}"
+                ax.errorbar(x, mean, yerr=std, marker="o", label=label)
+        if not by_separation:
+            ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("dimension d")
+        ax.set_xlabel("separation of the means" if by_separation else "dimension d")
         ax.set_ylabel(pattern.replace("NFE 1 error", "1-step sampling error E|x^1 - X*_{0,1}(x0)|^2"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "error_vs_dimension.png", dpi=110)
+    path = out / f"error_vs_{axis}.png"
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             score_run(run.run_dir, tuple(args.times), args.num_samples)
     print(sweep.aggregate(planned, args.out))
     summary = json.loads((args.out / "summary.json").read_text())
-    plot_against_dimension(args.out, summary, cells)
-    print(f"mixture_experiment: {args.out / 'summary.md'}, {args.out / 'error_vs_dimension.png'}", file=sys.stderr)
+    figure = plot_errors(args.out, summary, cells)
+    print(f"mixture_experiment: {args.out / 'summary.md'}, {figure}", file=sys.stderr)
     return 1 if failed else 0
 
 

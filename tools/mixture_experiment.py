@@ -8,7 +8,7 @@ Each run is gin/experiments/mixture_<method>.gin with `exact.mixture_means.dimen
 `.separation` bound (one `flowmap train` command; `--print-commands` lists them for a
 launcher, and `--aggregate` then scores and aggregates what they produced). A finished
 run is then scored once against the exact map X* of its own mixture and interpolant
-(exact.gaussian_mixture), writing into its directory:
+(exact.gaussian_mixture), `--jobs` runs at a time, writing into its directory:
 
 - flow_map_error.json: E|X_{s,t}(x_s) - X*_{s,t}(x_s)|^2 on every pair s < t of `--times`
   (x_s on the interpolant's path), and the k-step sampling error E|x^k - X*_{0,1}(x0)|^2 for
@@ -27,7 +27,10 @@ import argparse
 import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -145,6 +148,34 @@ def plot_errors(out: Path, summary: dict, cells: dict[str, tuple[str, int, float
     return path
 
 
+def score_runs(run_dirs: list[Path], args: argparse.Namespace) -> int:
+    """Score each run (score_run), `args.jobs` processes at once (one process: in this one);
+    returns how many failed."""
+    torch.set_num_threads(args.threads or 1)
+    if args.jobs == 1:
+        for run_dir in run_dirs:
+            print(f"mixture_experiment: scoring {run_dir}", file=sys.stderr)
+            score_run(run_dir, tuple(args.times), args.num_samples)
+        return 0
+    threads = str(args.threads or 1)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    options = ["--times", *map(str, args.times), "--num-samples", str(args.num_samples)]
+    queue, active, failed = list(run_dirs), {}, 0
+    while queue or active:
+        while queue and len(active) < args.jobs:
+            run_dir = queue.pop(0)
+            print(f"mixture_experiment: scoring {run_dir}", file=sys.stderr)
+            argv = [sys.executable, __file__, "--out", str(args.out), "--score-run", str(run_dir), *options]
+            active[subprocess.Popen(argv, env=env)] = run_dir
+        for process in [p for p in active if p.poll() is not None]:
+            run_dir = active.pop(process)
+            if process.returncode != 0:
+                failed += 1
+                print(f"mixture_experiment: scoring FAILED (exit {process.returncode}): {run_dir}", file=sys.stderr)
+        time.sleep(0.2)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -160,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=1024, help="points per (s, t) pair and for sampling")
     parser.add_argument("--print-commands", action="store_true")
     parser.add_argument("--aggregate", action="store_true", help="score and aggregate the runs already there")
+    parser.add_argument("--score-run", type=Path, metavar="RUN_DIR", help="only score this one finished run")
     args = parser.parse_args(argv)
+    if args.score_run:
+        torch.set_num_threads(args.threads or 1)
+        score_run(args.score_run, tuple(args.times), args.num_samples)
+        return 0
 
     configs = [str(GIN / f"mixture_{method}.gin") for method in args.methods]
     missing = [c for c in configs if not Path(c).is_file()]
@@ -192,11 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         strict=True,
     ):
         cells[cell] = (method, dimension, separation)
-    for run in planned:
-        if sweep.status(run) == "done" and not (run.run_dir / sweep.SCORES).is_file():
-            print(f"mixture_experiment: scoring {run.cell} seed {run.seed}", file=sys.stderr)
-            torch.set_num_threads(args.threads or 1)
-            score_run(run.run_dir, tuple(args.times), args.num_samples)
+    unscored = [r for r in planned if sweep.status(r) == "done" and not (r.run_dir / sweep.SCORES).is_file()]
+    failed += score_runs([r.run_dir for r in unscored], args)
     print(sweep.aggregate(planned, args.out))
     summary = json.loads((args.out / "summary.json").read_text())
     figure = plot_errors(args.out, summary, cells)

@@ -17,7 +17,8 @@ and the flat `{"name": number}` object of scores.json if a tool wrote one (e.g.
 tools/mixture_experiment.py), and the training cost (steps and seconds, from metrics.jsonl),
 so that methods can be compared at equal wall time. It writes OUT/summary.md (mean ± std
 over seeds, the sample standard deviation), OUT/summary.json (every seed's value) and
-OUT/summary.png (each cell's headline row against step count, with ±1 std bars).
+OUT/summary.png (each cell's headline row and ODE baseline rows against step count, with ±1 std
+bars, each cell's mean training time in its label).
 """
 
 import argparse
@@ -237,31 +238,36 @@ def _count(column: str) -> int | None:
     return int(found[1] or found[2]) if found else None
 
 
-def plot(data: dict, path: Path) -> None:
-    """Each cell's headline row (its first) against step count/NFE, mean ± 1 std over seeds;
-    the noise floor dashed."""
+def plot(data: dict, path: Path) -> list[str]:
+    """Each cell's headline row (its first) and its ODE baseline rows ('<weights>, heun ODE')
+    against step count/NFE, mean ± 1 std over seeds, each cell labelled with its mean
+    training time; the noise floor dashed. Returns the curves' labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
+    labels = []
     for cell, rows in data.items():
+        seconds = list(rows.get("training", {}).get("seconds", {}).values())
+        trained = f" ({statistics.fmean(seconds) / 60:.1f} min training)" if seconds else ""
         for index, (row, columns) in enumerate(rows.items()):
             counted = sorted((_count(c), c) for c in columns if _count(c) is not None)
-            if not counted or (index > 0 and not row.startswith("true samples")):
+            baseline = row.endswith(" ODE")
+            if not counted or (index > 0 and not row.startswith("true samples") and not baseline):
                 continue
             stats = [mean_std(list(columns[c].values())) for _, c in counted]
             x = [k for k, _ in counted]
             if row.startswith("true samples"):
                 ax.plot(x, [m for m, _ in stats], linestyle="--", color="gray", linewidth=0.8)
                 continue
+            label = f"{cell}, {row.split(', ')[-1]}" if baseline else cell + trained
             ax.errorbar(
-                x, [m for m, _ in stats], yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o", label=cell
+                x, [m for m, _ in stats], yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o", label=label
             )
-            drawn = True
-    if drawn:
+            labels.append(label)
+    if labels:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("flow-map steps (or NFE)")
         ax.set_ylabel("score (dashed: noise floor)")
@@ -270,6 +276,7 @@ def plot(data: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return labels
 
 
 # -------------------------------------------------------------------------------- main

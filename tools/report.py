@@ -7,8 +7,11 @@ Each SWEEP_DIR is what `tools/sweep.py` writes: `summary.json` (every seed's sco
 row and column), `sweep.json` (the sweep's command line and every run's command) and
 `summary.png`. For each, the page gets a section with the sweep's command, the budget (training
 steps and minutes per cell, from the runs' `metrics.jsonl`), the headline table (the first
-weights row of each run's report: mean ± sample standard deviation over seeds, and n), the
-noise floor, the figure, and for each grid point (cells that differ only in their config) a
+weights row of each run's report: mean ± sample standard deviation over seeds, and n; a flow
+map's k steps and an ODE's k evaluations share the column NFE k, and each ODE baseline row of
+a run is a row `<cell>, <solver> ODE`), the noise floor, the table of scores a tool wrote
+(scores.json: a mixture run's flow-map errors), every figure of the sweep directory, and for
+each grid point (cells that differ only in their config) a
 line per column naming the best and those behind it by more than their standard deviations
 combined. Scores are read as lower-is-better (KL, Fréchet distance, flow-map error). Cells
 with fewer than 3 seeds are named, since one seed is not a result.
@@ -30,6 +33,18 @@ def column_order(name: str) -> tuple[int, str]:
     """'1 step', '2 steps', 'NFE 4' sort by their number."""
     number = re.search(r"\d+", name)
     return (int(number.group()) if number else 10**9, name)
+
+
+def nfe(column: str) -> str:
+    """'4 steps' and 'NFE 4' are one column, 'NFE 4': a flow map's k steps cost k evaluations."""
+    number = re.fullmatch(r"(\d+) steps?|NFE (\d+)", column)
+    return f"NFE {number.group(1) or number.group(2)}" if number else column
+
+
+def by_nfe(row: dict, columns: list[str]) -> dict[str, tuple[float, float, int]]:
+    """A summary row's statistics per column, its step-count columns named by NFE."""
+    named = {nfe(column): per_seed for column, per_seed in row.items()}
+    return {column: stats(named.get(column, {})) for column in columns}
 
 
 def stats(per_seed: dict[str, float]) -> tuple[float, float, int]:
@@ -65,12 +80,18 @@ def section(sweep_dir: Path, figures_dir: Path, page_dir: Path) -> str:
         lines += [f"Produced by `{plan['sweep']}`; each run is one command, e.g.", ""]
         lines += ["```", plan["runs"][0]["command"], "```", ""] if plan.get("runs") else []
     rows = {cell: headline_row(data) for cell, data in summary.items()}
-    columns = sorted({c for cell, row in rows.items() if row for c in summary[cell][row]}, key=column_order)
-    table = {cell: {c: stats(summary[cell][row].get(c, {})) for c in columns} for cell, row in rows.items() if row}
+    columns = sorted({nfe(c) for cell, row in rows.items() if row for c in summary[cell][row]}, key=column_order)
+    table = {cell: by_nfe(summary[cell][row], columns) for cell, row in rows.items() if row}
+    baselines = {
+        f"{cell}, {row.split(', ')[-1]}": by_nfe(summary[cell][row], columns)
+        for cell, data in summary.items()
+        for row in data
+        if row.endswith(" ODE")
+    }
     lines += ["| cell | n | training steps | minutes | " + " | ".join(columns) + " |"]
     lines += ["|---" * (len(columns) + 4) + "|"]
-    for cell, scores in table.items():
-        training = summary[cell].get("training", {})
+    for cell, scores in (table | baselines).items():
+        training = summary[cell].get("training", {}) if cell in summary else {}
         steps, minutes = stats(training.get("steps", {})), stats(training.get("seconds", {}))
         n = max((count for _, _, count in scores.values()), default=0)
         budget = [f"{steps[0]:,.0f}" if math.isfinite(steps[0]) else "—"]
@@ -79,13 +100,36 @@ def section(sweep_dir: Path, figures_dir: Path, page_dir: Path) -> str:
     floors = [stats(summary[cell][FLOOR].get(columns[0], {})) for cell in table if FLOOR in summary[cell]]
     if floors and columns:
         lines += ["", f"Noise floor (true samples against the data): {cell_text(*floors[0][:2])}."]
+    lines += ["", "A flow map's k steps are k network evaluations (NFE k)."] if columns else []
+    if baselines:
+        lines += ["", "Rows `<cell>, <solver> ODE` integrate the cell's diagonal velocity with that solver."]
     lines += ["", *verdicts(table, columns)]
-    figure = sweep_dir / "summary.png"
-    if figure.is_file():
-        target = figures_dir / f"{sweep_dir.name}.png"
+    lines += tool_scores(summary)
+    for figure in sorted(sweep_dir.glob("*.png")):
+        name = sweep_dir.name if figure.stem == "summary" else f"{sweep_dir.name}_{figure.stem}"
+        target = figures_dir / f"{name}.png"
         shutil.copyfile(figure, target)
-        lines += ["", f"![{sweep_dir.name}]({target.relative_to(page_dir).as_posix()})"]
+        lines += ["", f"![{name}]({target.relative_to(page_dir).as_posix()})"]
     return "\n".join(lines) + "\n"
+
+
+def tool_scores(summary: dict) -> list[str]:
+    """The table of the scores a tool wrote per run (scores.json, e.g. tools/mixture_experiment.py's
+    flow-map errors), mean ± std per cell, with its verdicts; no lines when there are none."""
+    cells = {cell: data["scores"] for cell, data in summary.items() if data.get("scores")}
+    if not cells:
+        return []
+    columns = list(dict.fromkeys(c for scores in cells.values() for c in scores))
+    family = {re.sub(r"\d+", "#", c): None for c in columns}
+    order = {name: index for index, name in enumerate(family)}
+    columns.sort(key=lambda c: (order[re.sub(r"\d+", "#", c)], column_order(c)[0]))
+    table = {cell: {c: stats(scores.get(c, {})) for c in columns} for cell, scores in cells.items()}
+    lines = ["", "Scores written by a tool for each run (scores.json):", ""]
+    lines += ["| cell | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for cell, scores in table.items():
+        n = max((count for _, _, count in scores.values()), default=0)
+        lines += [f"| {cell} | {n} | " + " | ".join(cell_text(*scores[c][:2]) for c in columns) + " |"]
+    return lines + ["", *verdicts(table, columns)]
 
 
 def comparable_groups(cells: list[str]) -> dict[str, list[str]]:

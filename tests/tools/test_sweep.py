@@ -148,6 +148,22 @@ def test_report_names_the_best_and_who_lost_beyond_the_spread_at_each_grid_point
     assert lines[4] == "- Fewer than 3 seeds, so not a result yet: lsd-dim=8."
 
 
+def test_report_puts_steps_and_nfe_in_one_column_with_baselines_and_tool_scores(tmp_path):
+    seeds = {"0": 0.5, "1": 0.7, "2": 0.6}
+    summary = {
+        "lsd": {"ema_0.999": {"1 step": seeds, "2 steps": seeds}, "scores": {"map error": seeds, "NFE 2 e": seeds}},
+        "fm": {"ema_0.999": {"NFE 1": seeds, "NFE 2": seeds}, "ema_0.999, heun ODE": {"NFE 2": seeds}},
+    }
+    sweep_dir = tmp_path / "kl_vs_nfe"
+    sweep_dir.mkdir()
+    (sweep_dir / "summary.json").write_text(json.dumps(summary))
+    text = report_tool.section(sweep_dir, tmp_path, tmp_path)
+    assert "| cell | n | training steps | minutes | NFE 1 | NFE 2 |" in text
+    assert "| lsd | 3 | — | — | 0.6 ± 0.1 | 0.6 ± 0.1 |" in text
+    assert "| fm, heun ODE | 3 | — | — | — | 0.6 ± 0.1 |" in text
+    assert "| cell | n | map error | NFE 2 e |" in text and "| lsd | 3 | 0.6 ± 0.1 | 0.6 ± 0.1 |" in text
+
+
 @pytest.mark.parametrize("bad", [["--grid", "train.steps"], ["--jobs", "0"]])
 def test_bad_arguments(bad, tmp_path):
     with pytest.raises(SystemExit):

@@ -1,7 +1,9 @@
 """The benchmarks under tools/ run and print their tables (timings are theirs to report, not asserted)."""
 
 import json
+import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +100,22 @@ def test_guided_edge_scores_every_class_at_w0_against_the_label_free_map(tmp_pat
     scores = json.loads((run_dir / "scores.json").read_text())
     assert set(scores) == {f"{name}_{k}" for name in ("label_free", "w0_mean", "w0_ratio") for k in (1, 2)}
     assert scores["w0_ratio_2"] == pytest.approx(scores["w0_mean_2"] / scores["label_free_2"])
+
+
+def test_adaptive_ode_adds_its_points_to_the_runs_scores(smoke_run, tmp_path):
+    """dopri5 at a tighter tolerance takes at least as many evaluations; the scores merge into
+    scores.json beside what was there."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    (run_dir / "scores.json").write_text(json.dumps({"other": 1.0}))
+    command = [sys.executable, str(TOOLS / "adaptive_ode.py"), str(run_dir), "--tolerances", "1e-2", "1e-4"]
+    done = subprocess.run([*command, "--samples", "2000"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert scores["other"] == 1.0
+    assert 6 <= scores["dopri5 tol 0.01 NFE"] <= scores["dopri5 tol 0.0001 NFE"]
+    assert all(math.isfinite(scores[f"dopri5 tol {tol} score"]) for tol in ("0.01", "0.0001"))
+    assert "| 0.0001 |" in (run_dir / "adaptive_ode.md").read_text()
 
 
 def test_minimal_meanflow_trains_and_scores_every_step_count(tmp_path):

@@ -241,7 +241,8 @@ def _count(column: str) -> int | None:
 def plot(data: dict, path: Path) -> list[str]:
     """Each cell's headline row (its first) and its ODE baseline rows ('<weights>, heun ODE')
     against step count/NFE, mean ± 1 std over seeds, each cell labelled with its mean
-    training time; the noise floor dashed. Returns the curves' labels."""
+    training time; a point for each pair '<name> NFE', '<name> score' of a tool's scores (the
+    adaptive solver's, tools/adaptive_ode.py); the noise floor dashed. Returns the labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,6 +267,15 @@ def plot(data: dict, path: Path) -> list[str]:
             ax.errorbar(
                 x, [m for m, _ in stats], yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o", label=label
             )
+            labels.append(label)
+        scores = rows.get("scores", {})
+        for name in [key.removesuffix(" NFE") for key in scores if key.endswith(" NFE")]:
+            if f"{name} score" not in scores:
+                continue
+            nfe, _ = mean_std(list(scores[f"{name} NFE"].values()))
+            value, spread = mean_std(list(scores[f"{name} score"].values()))
+            label = f"{cell}, {name}"
+            ax.errorbar([nfe], [value], yerr=[0 if math.isnan(spread) else spread], marker="s", label=label)
             labels.append(label)
     if labels:
         ax.set_xscale("log", base=2)

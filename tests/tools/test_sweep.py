@@ -80,7 +80,7 @@ def test_a_guided_runs_table_is_read_beside_the_headline(tmp_path):
     assert report_tool.headline_row({"guidance w = 0": {}, "online": {}}) == "online"
 
 
-def test_the_figure_draws_each_cells_headline_and_ode_baselines_with_training_time(tmp_path):
+def test_the_figure_draws_each_cells_headline_ode_baselines_and_adaptive_points(tmp_path):
     per_seed = {"0": 0.5, "1": 0.7}
     data = {
         "lsd": {"ema_0.999": {"1 step": per_seed, "2 steps": per_seed}, "training": {"seconds": {"0": 540.0}}},
@@ -89,10 +89,11 @@ def test_the_figure_draws_each_cells_headline_and_ode_baselines_with_training_ti
             "ema_0.999, heun ODE": {"NFE 2": per_seed},
             "online": {"NFE 1": per_seed},
             "true samples (noise floor)": {"NFE 1": per_seed},
+            "scores": {"dopri5 tol 0.01 NFE": {"0": 38.0}, "dopri5 tol 0.01 score": per_seed, "lone NFE": per_seed},
         },
     }
     labels = sweep.plot(data, tmp_path / "summary.png")
-    assert labels == ["lsd (9.0 min training)", "fm", "fm, heun ODE"]
+    assert labels == ["lsd (9.0 min training)", "fm", "fm, heun ODE", "fm, dopri5 tol 0.01"]
     assert (tmp_path / "summary.png").stat().st_size > 0
 
 

@@ -84,9 +84,9 @@ def section(sweep_dir: Path, figures_dir: Path, page_dir: Path) -> str:
     table = {cell: by_nfe(summary[cell][row], columns) for cell, row in rows.items() if row}
     baselines = {
         f"{cell}, {row.split(', ')[-1]}": by_nfe(summary[cell][row], columns)
-        for cell, data in summary.items()
-        for row in data
-        if row.endswith(" ODE")
+        for cell, headline in rows.items()
+        for row in summary[cell]
+        if headline and row.startswith(f"{headline}, ") and row.endswith(" ODE")
     }
     lines += ["| cell | n | training steps | minutes | " + " | ".join(columns) + " |"]
     lines += ["|---" * (len(columns) + 4) + "|"]

@@ -239,7 +239,7 @@ def _count(column: str) -> int | None:
 
 
 def plot(data: dict, path: Path) -> list[str]:
-    """Each cell's headline row (its first) and its ODE baseline rows ('<weights>, heun ODE')
+    """Each cell's headline row (its first) and that row's ODE baselines ('<weights>, heun ODE')
     against step count/NFE, mean ± 1 std over seeds, each cell labelled with its mean
     training time; a point for each pair '<name> NFE', '<name> score' of a tool's scores (the
     adaptive solver's, tools/adaptive_ode.py); the noise floor dashed. Returns the labels."""
@@ -253,9 +253,10 @@ def plot(data: dict, path: Path) -> list[str]:
     for cell, rows in data.items():
         seconds = list(rows.get("training", {}).get("seconds", {}).values())
         trained = f" ({statistics.fmean(seconds) / 60:.1f} min training)" if seconds else ""
+        headline = next(iter(rows), "")
         for index, (row, columns) in enumerate(rows.items()):
             counted = sorted((_count(c), c) for c in columns if _count(c) is not None)
-            baseline = row.endswith(" ODE")
+            baseline = row.startswith(f"{headline}, ") and row.endswith(" ODE")
             if not counted or (index > 0 and not row.startswith("true samples") and not baseline):
                 continue
             stats = [mean_std(list(columns[c].values())) for _, c in counted]

@@ -88,6 +88,7 @@ def test_the_figure_draws_each_cells_headline_ode_baselines_and_adaptive_points(
             "ema_0.999": {"NFE 1": per_seed, "NFE 2": per_seed},
             "ema_0.999, heun ODE": {"NFE 2": per_seed},
             "online": {"NFE 1": per_seed},
+            "online, heun ODE": {"NFE 2": per_seed},
             "true samples (noise floor)": {"NFE 1": per_seed},
             "scores": {"dopri5 tol 0.01 NFE": {"0": 38.0}, "dopri5 tol 0.01 score": per_seed, "lone NFE": per_seed},
         },
@@ -153,7 +154,11 @@ def test_report_puts_steps_and_nfe_in_one_column_with_baselines_and_tool_scores(
     seeds = {"0": 0.5, "1": 0.7, "2": 0.6}
     summary = {
         "lsd": {"ema_0.999": {"1 step": seeds, "2 steps": seeds}, "scores": {"map error": seeds, "NFE 2 e": seeds}},
-        "fm": {"ema_0.999": {"NFE 1": seeds, "NFE 2": seeds}, "ema_0.999, heun ODE": {"NFE 2": seeds}},
+        "fm": {
+            "ema_0.999": {"NFE 1": seeds, "NFE 2": seeds},
+            "ema_0.999, heun ODE": {"NFE 2": seeds},
+            "online, heun ODE": {"NFE 2": {"0": 9.0}},
+        },
     }
     sweep_dir = tmp_path / "kl_vs_nfe"
     sweep_dir.mkdir()
@@ -161,7 +166,7 @@ def test_report_puts_steps_and_nfe_in_one_column_with_baselines_and_tool_scores(
     text = report_tool.section(sweep_dir, tmp_path, tmp_path)
     assert "| cell | n | training steps | minutes | NFE 1 | NFE 2 |" in text
     assert "| lsd | 3 | — | — | 0.6 ± 0.1 | 0.6 ± 0.1 |" in text
-    assert "| fm, heun ODE | 3 | — | — | — | 0.6 ± 0.1 |" in text
+    assert "| fm, heun ODE | 3 | — | — | — | 0.6 ± 0.1 |" in text and text.count("heun ODE |") == 1
     assert "| cell | n | map error | NFE 2 e |" in text and "| lsd | 3 | 0.6 ± 0.1 | 0.6 ± 0.1 |" in text
 
 

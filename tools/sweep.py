@@ -242,7 +242,8 @@ def plot(data: dict, path: Path) -> list[str]:
     """Each cell's headline row (its first) and that row's ODE baselines ('<weights>, heun ODE')
     against step count/NFE, mean ± 1 std over seeds, each cell labelled with its mean
     training time; a point for each pair '<name> NFE', '<name> score' of a tool's scores (the
-    adaptive solver's, tools/adaptive_ode.py); the noise floor dashed. Returns the labels."""
+    adaptive solver's, tools/adaptive_ode.py); the noise floor dashed; a log score axis when
+    every score is positive. Returns the labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,6 +281,8 @@ def plot(data: dict, path: Path) -> list[str]:
             labels.append(label)
     if labels:
         ax.set_xscale("log", base=2)
+        if not any(y <= 0 for line in ax.get_lines() for y in line.get_ydata()):
+            ax.set_yscale("log")
         ax.set_xlabel("flow-map steps (or NFE)")
         ax.set_ylabel("score (dashed: noise floor)")
         ax.legend(fontsize=7)

@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     unscored = [r for r in planned if sweep.status(r) == "done" and not (r.run_dir / sweep.SCORES).is_file()]
     failed += score_runs([r.run_dir for r in unscored], args)
     print(sweep.aggregate(planned, args.out))
+    sweep.record_plan(planned, args.out, argv if argv is not None else sys.argv[1:], tool="tools/mixture_experiment.py")
     summary = json.loads((args.out / "summary.json").read_text())
     figure = plot_errors(args.out, summary, cells)
     print(f"mixture_experiment: {args.out / 'summary.md'}, {figure}", file=sys.stderr)

@@ -328,11 +328,11 @@ def plan(args: argparse.Namespace) -> list[Run]:
     ]
 
 
-def record_plan(runs: list[Run], out: Path, argv: list[str]) -> None:
-    """OUT/sweep.json: the sweep's own arguments and every run's cell, seed and command, so a
-    report can say what produced each number (`tools/report.py`)."""
+def record_plan(runs: list[Run], out: Path, argv: list[str], tool: str = "tools/sweep.py") -> None:
+    """OUT/sweep.json: the command of the sweep (`tool` with its arguments) and every run's cell,
+    seed and command, so a report can say what produced each number (`tools/report.py`)."""
     plan = {
-        "sweep": shlex.join(["python", "tools/sweep.py", *argv]),
+        "sweep": shlex.join(["python", tool, *argv]),
         "runs": [
             {"cell": run.cell, "seed": run.seed, "command": shlex.join(["flowmap", *run.command()[3:]])} for run in runs
         ],

@@ -27,10 +27,7 @@ import argparse
 import importlib.util
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -157,23 +154,13 @@ def score_runs(run_dirs: list[Path], args: argparse.Namespace) -> int:
             print(f"mixture_experiment: scoring {run_dir}", file=sys.stderr)
             score_run(run_dir, tuple(args.times), args.num_samples)
         return 0
-    threads = str(args.threads or 1)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    options = ["--times", *map(str, args.times), "--num-samples", str(args.num_samples)]
-    queue, active, failed = list(run_dirs), {}, 0
-    while queue or active:
-        while queue and len(active) < args.jobs:
-            run_dir = queue.pop(0)
-            print(f"mixture_experiment: scoring {run_dir}", file=sys.stderr)
-            argv = [sys.executable, __file__, "--out", str(args.out), "--score-run", str(run_dir), *options]
-            active[subprocess.Popen(argv, env=env)] = run_dir
-        for process in [p for p in active if p.poll() is not None]:
-            run_dir = active.pop(process)
-            if process.returncode != 0:
-                failed += 1
-                print(f"mixture_experiment: scoring FAILED (exit {process.returncode}): {run_dir}", file=sys.stderr)
-        time.sleep(0.2)
-    return failed
+    options = ["--out", str(args.out), "--times", *map(str, args.times), "--num-samples", str(args.num_samples)]
+    commands = [
+        (f"scoring {run_dir}", [sys.executable, __file__, *options, "--score-run", str(run_dir)], None)
+        for run_dir in run_dirs
+    ]
+    codes = sweep.run_at_once(commands, args.jobs, args.threads or 1, tool="mixture_experiment")
+    return sum(code != 0 for code in codes.values())
 
 
 def main(argv: list[str] | None = None) -> int:

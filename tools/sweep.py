@@ -107,31 +107,42 @@ def status(run: Run) -> str:
     return "partial" if steps else "new"
 
 
+def run_at_once(
+    commands: list[tuple[str, list[str], Path | None]], jobs: int, threads: int, tool: str = "sweep"
+) -> dict[str, int]:
+    """Run (label, argv, log file) commands `jobs` at a time, each with OMP_NUM_THREADS=`threads`,
+    its stdout and stderr in its log file (None: this console); returns each label's exit status."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    queue = list(commands)
+    active: dict[subprocess.Popen, str] = {}
+    codes: dict[str, int] = {}
+    while queue or active:
+        while queue and len(active) < jobs:
+            label, argv, log_path = queue.pop(0)
+            log = open(log_path, "w") if log_path else None  # noqa: SIM115 (closed once the child has it)
+            print(f"{tool}: start {label}", file=sys.stderr)
+            active[subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None, env=env)] = label
+            if log:
+                log.close()
+        for process in [p for p in active if p.poll() is not None]:
+            label = active.pop(process)
+            codes[label] = process.returncode
+            state = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see the log)"
+            print(f"{tool}: {state}: {label}", file=sys.stderr)
+        time.sleep(0.2)
+    return codes
+
+
 def launch(runs: list[Run], jobs: int, threads: int, nice: int, log_dir: Path) -> dict[Run, int]:
     """Run the not-done runs, `jobs` at a time, each with OMP_NUM_THREADS=`threads` under
     `nice`; stdout and stderr go to log_dir/<cell>-seed<k>.log. Returns each exit status."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    queue = list(runs)
-    active: dict[subprocess.Popen, Run] = {}
-    codes: dict[Run, int] = {}
-    while queue or active:
-        while queue and len(active) < jobs:
-            run = queue.pop(0)
-            argv = run.command(resume=status(run) == "partial")
-            if nice:
-                argv = ["nice", "-n", str(nice), *argv]
-            log = open(log_dir / f"{run.cell}-seed{run.seed}.log", "w")  # noqa: SIM115 (closed when it ends)
-            print(f"sweep: start {run.cell} seed {run.seed}", file=sys.stderr)
-            active[subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)] = run
-            log.close()
-        for process in [p for p in active if p.poll() is not None]:
-            run = active.pop(process)
-            codes[run] = process.returncode
-            state = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see the log)"
-            print(f"sweep: {state}: {run.cell} seed {run.seed}", file=sys.stderr)
-        time.sleep(0.2)
-    return codes
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    labels = {run: f"{run.cell} seed {run.seed}" for run in runs}
+    logs = {run: log_dir / f"{run.cell}-seed{run.seed}.log" for run in runs}
+    commands = [(labels[run], [*prefix, *run.command(resume=status(run) == "partial")], logs[run]) for run in runs]
+    codes = run_at_once(commands, jobs, threads)
+    return {run: codes[labels[run]] for run in runs}
 
 
 # ------------------------------------------------------------------------- aggregation

@@ -137,6 +137,18 @@ def real_samples(spec: EvalSpec, dataset: Dataset | StreamingDataset, generator:
     return source.sample(spec.num_samples, generator=generator, device=torch.device("cpu"), dtype=torch.float64).x1
 
 
+def draws(
+    spec: EvalSpec, dataset: Dataset, *, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The true samples of the noise floor and the noise every sampler starts from, both drawn
+    from `spec.seed`, so any tool that scores a run sees the evaluation's own noise."""
+    generator = torch.Generator().manual_seed(spec.seed)
+    truth = real_samples(spec, dataset, generator)
+    shape = (spec.num_samples, *dataset.data_shape)
+    x0 = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    return truth, x0
+
+
 def baseline_name(weights: str, sampler: Sampler) -> str:
     """The row name of a baseline sampler: `ema_0.999, heun ODE`."""
     return f"{weights}, {getattr(sampler, 'label', type(sampler).__name__)}"
@@ -154,11 +166,8 @@ def evaluate(
 ) -> EvalResult:
     """Sample `spec.num_samples` points with each flow map at each step count and score them;
     then each baseline sampler at the same NFE."""
-    generator = torch.Generator().manual_seed(spec.seed)
-    truth = real_samples(spec, dataset, generator)
+    truth, x0 = draws(spec, dataset, device=device, dtype=dtype)
     noise_floor = spec.metric(truth, dataset)
-    shape = (spec.num_samples, *dataset.data_shape)
-    x0 = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
     scores: dict[str, dict[int, float]] = {}
     kept: dict[str, dict[int, torch.Tensor]] = {}
     baselines: list[str] = []

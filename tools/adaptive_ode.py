@@ -26,7 +26,7 @@ def score(run_dir: Path, tolerances: tuple[float, ...], samples: int, weights: s
     import torch
 
     from flowmap_core import runs
-    from flowmap_core.evaluation import real_samples
+    from flowmap_core.evaluation import draws
     from flowmap_core.sampling import ode_sample
 
     trainer = runs.open_run(run_dir, [f"evaluate.num_samples = {samples}"])
@@ -34,10 +34,7 @@ def score(run_dir: Path, tolerances: tuple[float, ...], samples: int, weights: s
     name = weights or runs.headline_weights(trainer)
     X = runs.flow_maps(trainer, [name])[name]
     dataset = trainer.spec.dataset
-    generator = torch.Generator().manual_seed(spec.seed)
-    real_samples(spec, dataset, generator)  # the draws `flowmap eval` makes first, so x0 is its noise
-    x0 = torch.randn((samples, *dataset.data_shape), generator=generator, dtype=torch.float32)
-    x0 = x0.to(device=trainer.device, dtype=trainer.dtype)
+    _, x0 = draws(spec, dataset, device=trainer.device, dtype=trainer.dtype)
     metric = getattr(spec.metric, "name", type(spec.metric).__name__)
     found: dict[str, float] = {}
     rows = []

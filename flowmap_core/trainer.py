@@ -32,8 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import records
-from flowmap_core import data, distributed, registry, validators
+from flowmap_core import data, distributed, records, registry, validators
 from flowmap_core.ema import EMA
 from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap

@@ -22,8 +22,14 @@ def bench_step(*args: str) -> str:
 
 def test_bench_step_prints_both_tables_and_the_same_loss():
     out = bench_step()
+    flop_ratios = {}
     for method in ["fm", "lsd", "esd", "psd_m", "psd_u"]:
-        assert re.search(rf"^\| {method} \| [\d.]+ \| [\d.]+ \|$", out, re.M), out
+        cells = r"[\d.]+ \| [\d.]+ \| ([\d.]+) \| [\d.]+ \| [\d,]+ \| [\d.]+ \| [\d,]+ \| [\d.]+"
+        row = re.search(rf"^\| {method} \| [\w-]+ \| none \| {cells} \|$", out, re.M)
+        assert row, out
+        flop_ratios[method] = float(row[1])
+    assert flop_ratios["fm"] == 1.0
+    assert 1.5 < flop_ratios["lsd"] < 2.1 and 1.2 < flop_ratios["psd_m"] < 1.5  # a JVP costs more than PSD's passes
     same = re.search(r"framework loss ([\d.]+), minimal loop ([\d.]+)", out)
     assert same and abs(float(same[1]) - float(same[2])) < 1e-4
     assert re.search(r"Framework tax \(.*\): [\d.]+x", out)
@@ -71,8 +77,8 @@ SMOKE_IMAGES = [
 
 def test_bench_step_times_methods_of_an_image_dataset(smoke_data):
     out = bench_step("--dataset", "fashion_mnist", "--methods", "fm", "lsd", *SMOKE_IMAGES)
-    assert re.search(r"^\| fm \| [\d.]+ \| 1.00 \|$", out, re.M), out
-    assert re.search(r"^\| lsd \| [\d.]+ \| [\d.]+ \|$", out, re.M), out
+    assert re.search(r"^\| fm \| - \| none \| [\d.]+ \| 1.00 \| 1.00 \|", out, re.M), out
+    assert re.search(r"^\| lsd \| tangent_pass \| none \| [\d.]+ \| [\d.]+ \| 1\.[5-9]\d \|", out, re.M), out
     assert "Framework tax" not in out, "the minimal loop is written for the checkerboard"
 
 

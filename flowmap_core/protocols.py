@@ -257,7 +257,9 @@ class SharesBatchStatistics(Protocol):
 @attrs.frozen
 class Draw:
     """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,
-    drawn with `generator` (on its device), returned on `device` in `dtype`."""
+    drawn with `generator` (on its device), returned on `device` in `dtype`. `interpolant`
+    is the run's: samplers whose distribution is given in noise levels (consistency
+    models' sigma) turn levels into times through it; None where no run gives one."""
 
     n: int
     step: int
@@ -265,6 +267,7 @@ class Draw:
     generator: torch.Generator
     device: torch.device
     dtype: torch.dtype
+    interpolant: Interpolant | None = None
 
 
 @runtime_checkable

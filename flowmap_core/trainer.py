@@ -300,6 +300,7 @@ class Trainer:
                 generator=self.host_generator,
                 device=torch.device("cpu"),
                 dtype=self.dtype,
+                interpolant=self.spec.interpolant,
             )
         )
         times = attrs.evolve(

@@ -16,9 +16,11 @@ Time conventions: this library runs time from noise (0) to data (1), x_s = (1 - 
 import math
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
+from components.interpolants.linear import Linear
 from components.time_samplers.consistency import ConsistencySchedule
 from flowmap_core import cli, config, runs
 from flowmap_core.protocols import Draw
@@ -222,7 +224,8 @@ def test_consistency_training_schedule():
     karras = (0.002 ** (1 / 7) + (i - 1) / (N - 1) * (80 ** (1 / 7) - 0.002 ** (1 / 7))) ** 7
     torch.testing.assert_close(schedule.sigmas(N, torch.float64), karras)
     generator = torch.Generator().manual_seed(0)
-    pairs = schedule(Draw(n=4096, step=5000, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
+    request = Draw(n=4096, step=5000, total_steps=K, generator=generator, device=CPU, dtype=torch.float64)
+    pairs = schedule(attrs.evolve(request, interpolant=Linear()))
     index = (karras[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
     torch.testing.assert_close(karras[index], sigma_of(pairs.u))
     torch.testing.assert_close(karras[index + 1], sigma_of(pairs.s))
@@ -245,7 +248,8 @@ def test_improved_consistency_training_schedule():
     expected = (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
     generator = torch.Generator().manual_seed(0)
     n = 200_000
-    pairs = schedule(Draw(n=n, step=2 * period, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
+    request = Draw(n=n, step=2 * period, total_steps=K, generator=generator, device=CPU, dtype=torch.float64)
+    pairs = schedule(attrs.evolve(request, interpolant=Linear()))
     index = (sigmas[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
     torch.testing.assert_close(sigmas[index + 1], sigma_of(pairs.s))
     frequency = torch.bincount(index, minlength=N - 1).double() / n
@@ -257,6 +261,7 @@ def test_consistency_distillation_loss(teachers):
     the interpolant's time: x_hat_u = x_s + (u - s) b(x_s, s); E ||f(x_s) - f_sg(x_hat_u)||^2."""
     trainer = assemble("consistency_distillation", [f"velocity.pretrained.run_dir = '{teachers['fm']}'"])
     velocity = trainer.spec.objective.velocity._flow
+    assert [trainer.spec.time_sampler.levels(k, 1000) for k in (0, 1, 400, 1000)] == [18] * 4  # the fixed N = 18
 
     def published(net, inputs):
         x, z = inputs.batch.x1, inputs.x0

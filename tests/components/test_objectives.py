@@ -146,6 +146,21 @@ def test_consistency_distillation_vanishes_at_the_exact_map_as_the_step_shrinks(
     assert losses[1] < 0.02 * losses[0] and losses[1] < 1e-5  # the Euler step's error is O(gap)
 
 
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+def test_consistency_sigma_weight_uses_the_interpolants_noise_levels(interpolant):
+    """iCT's lambda = 1 / (sigma_s - sigma_u) with sigma = alpha / beta of the run's interpolant:
+    (1 - s) / s under the linear one, cot(pi s / 2) under the trigonometric one."""
+    exact = registry.build("exact", "gaussian", interpolant=registry.build("interpolant", interpolant))
+    single = instance("parameterisation", "single_time")
+    case = testing.triangle_case(256, exact.data_shape)
+    case = testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.u, t=torch.ones_like(case.t), n_diagonal=0)
+    inp = testing.objective_input(case, exact, single, perturbation=0.05)
+    plain = registry.build("objective", "consistency")(inp).per_example
+    weighted = registry.build("objective", "consistency", sigma_weight=True)(inp).per_example
+    sigma = {"linear": lambda s: (1 - s) / s, "trigonometric": lambda s: 1 / torch.tan(torch.pi * s / 2)}[interpolant]
+    torch.testing.assert_close(weighted, plain / (sigma(case.s) - sigma(case.u)), rtol=1e-12, atol=0)
+
+
 def test_single_time_map_at_t_1():
     """ESD at t = 1, closed by a teacher's exact velocity (consistency distillation), vanishes
     for the exact single-time map and rises off it. (The single-time map's own V_{s,s} is the

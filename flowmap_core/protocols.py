@@ -393,9 +393,13 @@ class Conditioning(Protocol):
     label dropout, guidance scales drawn per example, ...). `backbone_options` are the
     arguments the backbone needs to accept them; `unconditional()` and `given(label, w)`
     are the inputs for sampling. The label -1 means "no class" (the null token).
+    `n_diagonal` is the number of leading rows the time sampler put on the diagonal (the
+    flow-matching rows), for conditionings that treat them apart; None when unknown.
     """
 
-    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]: ...
+    def __call__(
+        self, batch: Batch, *, generator: torch.Generator, n_diagonal: int | None = None
+    ) -> dict[str, Tensor]: ...
 
     def backbone_options(self, dataset: "Dataset") -> dict[str, Any]: ...
 

@@ -290,7 +290,6 @@ class Trainer:
         batch = next(self._batches)
         if not self._checked_data:
             self._check_data(batch)
-        cond = self.spec.conditioning(batch, generator=self.host_generator)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
         times = self.spec.time_sampler(
             Draw(
@@ -309,6 +308,7 @@ class Trainer:
             t=data.to_device(times.t, self.device),
             u=data.to_device(times.u, self.device),
         )
+        cond = self.spec.conditioning(batch, generator=self.host_generator, n_diagonal=times.n_diagonal)
         return StepInput(batch=batch, x0=x0, times=times, cond=cond)
 
     def stream_request(self) -> StreamRequest:

@@ -181,6 +181,17 @@ def test_the_hand_written_meanflow_control_is_the_experiments_loss():
     compare(trainer, control)
 
 
+def test_shortcut_model_drops_labels_on_flow_matching_rows_only():
+    """targets_shortcut.py: labels are dropped (to the null class) on the flow-matching rows;
+    the bootstrap rows keep theirs."""
+    bindings = ["train.dataset = @dataset.gaussian_mixture()", "train.conditioning = @conditioning.class_label()"]
+    trainer = assemble("shortcut", bindings)
+    inputs = trainer.draw()
+    k, label, given = inputs.times.n_diagonal, inputs.cond["label"], inputs.batch.label
+    assert torch.equal(label[k:], given[k:])
+    assert (label[:k] == -1).any() and torch.equal(label[:k][label[:k] != -1], given[:k][label[:k] != -1])
+
+
 def sigma_of(s):
     return (1 - s) / s
 

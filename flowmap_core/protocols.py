@@ -254,6 +254,18 @@ class SharesBatchStatistics(Protocol):
     def share_across_ranks(self, sum_over_ranks: Callable[[Tensor], Tensor]) -> None: ...
 
 
+@runtime_checkable
+class ChecksTeacher(Protocol):
+    """An objective that trains stably only with some teachers (implicit-teacher dynamics).
+
+    The trainer calls `check_teacher(teacher)` when a run is specified; it raises
+    ValueError, saying why and what works, for a teacher it cannot train with. Composite
+    objectives (split, weighted sums) pass the question on to their parts.
+    """
+
+    def check_teacher(self, teacher: "Teacher") -> None: ...
+
+
 @attrs.frozen
 class Draw:
     """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,
@@ -491,6 +503,7 @@ declare_family(
 __all__ = [
     "Backbone",
     "Batch",
+    "ChecksTeacher",
     "Coefficients",
     "Conditioning",
     "Dataset",

@@ -38,6 +38,7 @@ from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
+    ChecksTeacher,
     Conditioning,
     Dataset,
     Draw,
@@ -196,6 +197,11 @@ class TrainSpec:
             raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.precision not in PRECISIONS:
             raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.objective, ChecksTeacher):
+            try:
+                self.objective.check_teacher(self.teacher)
+            except ValueError as error:
+                raise TrainingError(str(error)) from None
 
 
 @attrs.frozen

@@ -176,7 +176,8 @@ class ObjectiveInput:
     `student` is the online network read through the parameterisation (gradients flow
     into it); `teacher` is the network that supplies targets: the online weights or
     their EMA. The first `n_diagonal` rows have s = t. `generator` drives any randomness
-    inside the objective (e.g. PSD-U's h).
+    inside the objective (e.g. PSD-U's h). `step` is the training step (for objectives
+    with a schedule of their own, e.g. sCM's tangent warm-up).
     """
 
     x0: Tensor
@@ -189,6 +190,7 @@ class ObjectiveInput:
     n_diagonal: int = 0
     u: Tensor | None = None
     generator: torch.Generator | None = None
+    step: int = 0
 
     def __len__(self) -> int:
         return self.x0.shape[0]
@@ -255,15 +257,17 @@ class SharesBatchStatistics(Protocol):
 
 
 @runtime_checkable
-class ChecksTeacher(Protocol):
-    """An objective that trains stably only with some teachers (implicit-teacher dynamics).
+class ChecksRun(Protocol):
+    """An objective that works only with some of the run's other components: a teacher it
+    trains stably with (implicit-teacher dynamics), an interpolant its equations are
+    written in.
 
-    The trainer calls `check_teacher(teacher)` when a run is specified; it raises
-    ValueError, saying why and what works, for a teacher it cannot train with. Composite
-    objectives (split, weighted sums) pass the question on to their parts.
+    The trainer calls `check_run(interpolant=..., teacher=...)` when a run is specified;
+    it raises ValueError, saying why and what works, for a combination it cannot train.
+    Composite objectives (split, weighted sums) pass the question on to their parts.
     """
 
-    def check_teacher(self, teacher: "Teacher") -> None: ...
+    def check_run(self, *, interpolant: Interpolant, teacher: "Teacher") -> None: ...
 
 
 @attrs.frozen
@@ -503,7 +507,7 @@ declare_family(
 __all__ = [
     "Backbone",
     "Batch",
-    "ChecksTeacher",
+    "ChecksRun",
     "Coefficients",
     "Conditioning",
     "Dataset",

@@ -38,7 +38,7 @@ from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
-    ChecksTeacher,
+    ChecksRun,
     Conditioning,
     Dataset,
     Draw,
@@ -197,9 +197,9 @@ class TrainSpec:
             raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.precision not in PRECISIONS:
             raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if isinstance(self.objective, ChecksTeacher):
+        if isinstance(self.objective, ChecksRun):
             try:
-                self.objective.check_teacher(self.teacher)
+                self.objective.check_run(interpolant=self.interpolant, teacher=self.teacher)
             except ValueError as error:
                 raise TrainingError(str(error)) from None
 
@@ -355,6 +355,7 @@ class Trainer:
             n_diagonal=inputs.times.n_diagonal,
             u=inputs.times.u,
             generator=self.device_generator,
+            step=self.step,
         )
         autocast = PRECISIONS[self.spec.precision]
         with torch.autocast(self.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):

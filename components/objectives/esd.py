@@ -9,7 +9,14 @@ from components.teachers.online import Online
 from components.velocities.model import ModelVelocity
 from flowmap_core.autodiff import jvp
 from flowmap_core.flow_map import expand_time
-from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient, Teacher, VelocitySource
+from flowmap_core.protocols import (
+    Interpolant,
+    ObjectiveInput,
+    ObjectiveOutput,
+    StopGradient,
+    Teacher,
+    VelocitySource,
+)
 from flowmap_core.registry import register
 
 UNSTABLE_FULL = (
@@ -42,7 +49,7 @@ class ESD:
     def name(self) -> str:
         return "esd"
 
-    def check_teacher(self, teacher: Teacher) -> None:
+    def check_run(self, *, interpolant: Interpolant, teacher: Teacher) -> None:
         """Refuse `stopgrad.full` with the online teacher: it diverges (see `UNSTABLE_FULL`)."""
         full = isinstance(self.stopgrad, FullStopGradient) and not isinstance(self.stopgrad, MeanVelocityStopGradient)
         if full and isinstance(teacher, Online):

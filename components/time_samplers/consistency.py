@@ -22,7 +22,7 @@ def levels_to_times(interpolant: Interpolant | None, sigmas: torch.Tensor) -> to
     """The times whose noise level alpha / beta is each sigma (`components.interpolants.noise_level`)."""
     if interpolant is None:
         raise ValueError(
-            "time_sampler.consistency draws noise levels and turns them into times through the run's interpolant; "
+            "this time sampler draws noise levels and turns them into times through the run's interpolant; "
             "this Draw carries none (pass Draw(..., interpolant=...))"
         )
     return time_at_noise_level(interpolant, sigmas)

@@ -11,6 +11,9 @@ Time conventions: this library runs time from noise (0) to data (1), x_s = (1 - 
   our (1 - s, 1 - t), its u(z, r, t) is our -V_{1-t, 1-r}(z) and its v = eps - x is -dx_s/ds.
 - Consistency models use noise levels sigma, x_sigma = x + sigma z: our x_s is s x_sigma with
   s = 1 / (1 + sigma), so their f(x_sigma, sigma) is our X_{s,1}(s x_sigma).
+- sCM (TrigFlow) runs time t from data (0) to noise (pi / 2), x_t = cos(t) x + sin(t) z with
+  z ~ N(0, sigma_d^2): with our data x1 = x / sigma_d and noise x0 = z / sigma_d, our x_s is
+  x_t / sigma_d at s = 1 - 2 t / pi, and F_theta(x_t / sigma_d, t) is our backbone's head at (x_s, s).
 """
 
 import math
@@ -322,3 +325,62 @@ def test_progressive_flow_map_matching_loss(teachers):
         return (student - target).pow(2).mean(1).mean()
 
     compare(trainer, published)
+
+
+SIGMA_D, TANGENT_C = 0.5, 0.1  # sCM's CIFAR-10 settings, in x_t's units
+
+
+def scm_published(net, inputs, dx_dt_of, step, warmup=10_000):
+    """Lu & Song (2024), Algorithm 1, in x_t's units: x_t = cos(t) x + sin(t) z, z ~ N(0, sigma_d^2 I);
+    g = -cos^2(t) (sigma_d F- - dx_t/dt) - r cos(t) sin(t) (x_t + sigma_d dF-/dt), dF-/dt the derivative
+    of F_theta-(x_t / sigma_d, t) along the trajectory (one JVP along (dx_t/dt, 1)), r = min(1, step / H);
+    g / (|g| + c); the loss |F_theta - F_theta- - g|^2 / D (adaptive weight w = 0), batch mean."""
+    x, z = SIGMA_D * inputs.batch.x1, SIGMA_D * inputs.x0
+    t = math.pi / 2 * (1 - inputs.times.s)
+    cos, sin = torch.cos(t)[:, None], torch.sin(t)[:, None]
+    xt = cos * x + sin * z
+
+    def F(x_t, tau):
+        return net(x_t / SIGMA_D, 1 - 2 * tau / math.pi, torch.ones_like(tau))[:, 0]
+
+    r = min(1.0, step / warmup)
+    with torch.no_grad():
+        dx_dt = dx_dt_of(x, z, xt, t)
+        F_minus, dF_dt = torch.func.jvp(F, (xt, t), (dx_dt, torch.ones_like(t)))
+        g = -(cos**2) * (SIGMA_D * F_minus - dx_dt) - r * cos * sin * (xt + SIGMA_D * dF_dt)
+        g = g / (g.norm(dim=1, keepdim=True) + TANGENT_C)
+    return (F(xt, t) - F_minus - g).pow(2).mean(1).mean()
+
+
+def test_sct_loss():
+    """sCT: dx_t/dt = cos(t) z - sin(t) x, the pair's; mid warm-up (step 400 of 10,000)."""
+    trainer = assemble("sct", ["train.weighting = @weighting.uniform()"])
+
+    def published(net, inputs):
+        return scm_published(
+            net, inputs, lambda x, z, xt, t: torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x, 400
+        )
+
+    compare(trainer, published)
+    trainer.step = 20_000  # after the warm-up, r = 1
+    compare(
+        trainer,
+        lambda net, inputs: scm_published(
+            net, inputs, lambda x, z, xt, t: torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x, 20_000
+        ),
+    )
+
+
+def test_scd_loss(teachers):
+    """sCD: dx_t/dt = sigma_d F_pretrain(x_t / sigma_d, t), the pretrained velocity in TrigFlow's time:
+    our b(x_s, s) is d(x_t / sigma_d)/ds, and ds/dt = -2 / pi."""
+    trainer = assemble(
+        "scd", [f"velocity.pretrained.run_dir = '{teachers['fm']}'", "train.weighting = @weighting.uniform()"]
+    )
+    b = trainer.spec.objective.velocity._flow.net
+
+    def dx_dt(x, z, xt, t):
+        s = 1 - 2 * t / math.pi
+        return SIGMA_D * (-2 / math.pi) * b(xt / SIGMA_D, s, s)[:, 0]
+
+    compare(trainer, lambda net, inputs: scm_published(net, inputs, dx_dt, 400))

@@ -130,6 +130,20 @@ def test_consistency_schedule_needs_the_interpolant():
         draw(registry.build("time_sampler", "consistency"), 10, interpolant=None)
 
 
+def test_lognormal_sigma_is_scms_time_proposal():
+    """Lu & Song (2024): log(sigma_d tan t) ~ N(P_mean, P_std^2), TrigFlow's t = pi (1 - s) / 2 under
+    the trigonometric interpolant: log(sigma_d tan(pi (1 - s) / 2)) has mean -1.0 and std 1.4."""
+    sampler = registry.build("time_sampler", "lognormal_sigma")
+    pairs = draw(sampler, 100_000, interpolant=Trigonometric())
+    tau = torch.log(0.5 * torch.tan(math.pi * (1 - pairs.s) / 2))
+    assert abs(tau.mean().item() + 1.0) < 0.02 and abs(tau.std().item() - 1.4) < 0.02
+    assert pairs.n_diagonal == 0 and (pairs.t == 1).all() and (pairs.s < 1).all()
+    again = draw(sampler, 1000, interpolant=Trigonometric())
+    z = torch.randn(1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = 1 - 2 / math.pi * torch.atan(torch.exp(-1.0 + 1.4 * z) / 0.5)
+    torch.testing.assert_close(again.s, expected, rtol=0, atol=1e-14)
+
+
 def test_fixed_consistency_grid_keeps_its_levels():
     """Consistency distillation's fixed N = 18 at every step; the CT formula with s0 = s1 = 18 gives 19 after step 0."""
     fixed = registry.build("time_sampler", "consistency", growth="fixed", final_levels=18)

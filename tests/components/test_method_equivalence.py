@@ -16,6 +16,7 @@ Time conventions: this library runs time from noise (0) to data (1), x_s = (1 - 
   x_t / sigma_d at s = 1 - 2 t / pi, and F_theta(x_t / sigma_d, t) is our backbone's head at (x_s, s).
 """
 
+import functools
 import math
 from pathlib import Path
 
@@ -352,23 +353,17 @@ def scm_published(net, inputs, dx_dt_of, step, warmup=10_000):
     return (F(xt, t) - F_minus - g).pow(2).mean(1).mean()
 
 
+def pair_velocity(x, z, xt, t):
+    """sCT's dx_t/dt = cos(t) z - sin(t) x, the pair's."""
+    return torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x
+
+
 def test_sct_loss():
-    """sCT: dx_t/dt = cos(t) z - sin(t) x, the pair's; mid warm-up (step 400 of 10,000)."""
+    """sCT, mid warm-up (step 400 of 10,000: r = 0.04) and after it (r = 1)."""
     trainer = assemble("sct", ["train.weighting = @weighting.uniform()"])
-
-    def published(net, inputs):
-        return scm_published(
-            net, inputs, lambda x, z, xt, t: torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x, 400
-        )
-
-    compare(trainer, published)
-    trainer.step = 20_000  # after the warm-up, r = 1
-    compare(
-        trainer,
-        lambda net, inputs: scm_published(
-            net, inputs, lambda x, z, xt, t: torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x, 20_000
-        ),
-    )
+    for step in (400, 20_000):
+        trainer.step = step
+        compare(trainer, functools.partial(scm_published, dx_dt_of=pair_velocity, step=step))
 
 
 def test_scd_loss(teachers):
@@ -383,4 +378,4 @@ def test_scd_loss(teachers):
         s = 1 - 2 * t / math.pi
         return SIGMA_D * (-2 / math.pi) * b(xt / SIGMA_D, s, s)[:, 0]
 
-    compare(trainer, lambda net, inputs: scm_published(net, inputs, dx_dt, 400))
+    compare(trainer, functools.partial(scm_published, dx_dt_of=dx_dt, step=400))

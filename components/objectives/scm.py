@@ -6,13 +6,14 @@ import attrs
 import torch
 from torch import Tensor
 
+from components.derivatives.forward_ad import ForwardAD
 from components.interpolants.trigonometric import Trigonometric
 from components.objectives.residual import mean_square
 from components.velocities.conditional import ConditionalVelocity
 from flowmap_core import validators
-from flowmap_core.autodiff import jvp
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import (
+    Derivative,
     FlowMapLike,
     Interpolant,
     ObjectiveInput,
@@ -52,7 +53,8 @@ class ContinuousConsistency:
         g = -cos^2 t (F- - dx_t/dt) - r cos t sin t (x_t + dF-/dt),
 
     g = cos t d f-/dt at r = 1, with dx_t/dt = -(2 / pi) dx_s/ds and dF-/dt = -(2 / pi) times
-    the derivative of F- along (dx_s/ds, 1), one forward-mode JVP of the teacher without
+    the derivative of F- along (dx_s/ds, 1), from the teacher's V_{s,1} and its derivative
+    along (dx_s/ds, 1) by the `derivative` strategy (forward-mode AD by default), without
     gradient (F- = F_theta- is the trainer's teacher: the online weights under
     stop-gradient, sCM's theta- = sg(theta)). Tangent warm-up: r = min(1, step /
     `warmup_steps`) (1 with 0 steps). Tangent normalisation: g / (|g| + c), |g| over all
@@ -64,6 +66,7 @@ class ContinuousConsistency:
     """
 
     velocity: VelocitySource = attrs.field(factory=ConditionalVelocity)
+    derivative: Derivative = attrs.field(factory=ForwardAD)
     tangent_c: float | None = attrs.field(default=0.1, validator=_positive_or_none)
     warmup_steps: int = attrs.field(default=10_000, validator=validators.integer)
 
@@ -91,15 +94,17 @@ class ContinuousConsistency:
         s = inp.s
         point = inp.interpolant.interpolate(inp.x0, inp.x1, s)
         xs = point.xt
+        ones = torch.ones_like(s)
         with torch.no_grad():
             dx_ds = self.velocity.at(inp, xs, s, point)
-            F_teacher, dF_ds = jvp(
-                lambda x, sigma: implied_output(inp.teacher, inp.interpolant, x, sigma),
-                (xs, s),
-                (dx_ds, torch.ones_like(s)),
-            )
+            V, dV_ds = self.derivative(inp.teacher, xs, s, ones, dx=dx_ds, ds=ones)
             c = inp.interpolant.coefficients(s)
             cos, sin = expand_time(c.beta, xs), expand_time(c.alpha, xs)
+            gap = expand_time(1 - s, xs)
+            dX_ds = dx_ds - V + gap * dV_ds  # d/ds X_{s,1}(x_s), X = x + (1 - s) V
+            F_teacher = (cos * xs - (xs + gap * V)) / sin
+            dF_ds = expand_time(c.beta_dot, xs) * xs + cos * dx_ds - dX_ds - expand_time(c.alpha_dot, xs) * F_teacher
+            dF_ds = dF_ds / sin
             to_trigflow_time = -2 / math.pi
             g = -(cos**2) * (F_teacher - to_trigflow_time * dx_ds)
             g = g - self.ramp(inp.step) * cos * sin * (xs + to_trigflow_time * dF_ds)

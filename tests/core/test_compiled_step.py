@@ -40,7 +40,12 @@ WEIGHTED_SUM = [
     "objective.weighted_sum.terms = (@objective.split(), @objective.psd())",
     "objective.weighted_sum.weights = (1.0, 0.5)",
 ]
-CASES = {name: (name, []) for name in METHODS} | {"weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM)}
+# parameterisation.trigflow has no explicit tangent pass: sCT compiles with the finite difference.
+SCT = ["objective.scm.derivative = @derivative.finite_difference()"]
+CASES = {name: (name, []) for name in METHODS} | {
+    "weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM),
+    "checkerboard_sct": ("checkerboard_sct", SCT),
+}
 
 
 def tangent_pass_bindings() -> list[str]:
@@ -52,9 +57,7 @@ def tangent_pass_bindings() -> list[str]:
 
 
 def trainer_of(name: str, *bindings: str) -> Trainer:
-    config.parse(
-        [f"smoke/{name}.gin"], [*SMOKE_TEACHERS, *tangent_pass_bindings(), "train.batch_size = 16", *bindings]
-    )
+    config.parse([f"smoke/{name}.gin"], [*SMOKE_TEACHERS, *tangent_pass_bindings(), "train.batch_size = 16", *bindings])
     return Trainer(runs.build_spec(), progress=False)
 
 

@@ -30,6 +30,7 @@ METHODS = [
         "meanflow",
         "consistency_training",
         "consistency_distillation",
+        "sct",
         "shortcut",
         "lagrangian_distillation",
         "progressive_flow_map_matching",
@@ -40,12 +41,7 @@ WEIGHTED_SUM = [
     "objective.weighted_sum.terms = (@objective.split(), @objective.psd())",
     "objective.weighted_sum.weights = (1.0, 0.5)",
 ]
-# parameterisation.trigflow has no explicit tangent pass: sCT compiles with the finite difference.
-SCT = ["objective.scm.derivative = @derivative.finite_difference()"]
-CASES = {name: (name, []) for name in METHODS} | {
-    "weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM),
-    "checkerboard_sct": ("checkerboard_sct", SCT),
-}
+CASES = {name: (name, []) for name in METHODS} | {"weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM)}
 
 
 def tangent_pass_bindings() -> list[str]:

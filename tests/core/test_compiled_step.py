@@ -105,7 +105,9 @@ def test_inductor_step_trains_as_eager():
 
 def test_forward_ad_falls_back_to_the_backbone_in_one_line(capsys):
     torch._dynamo.reset()
-    config.parse(["smoke/checkerboard_lsd.gin"], ["train.compile = 'step'"])
+    config.parse(
+        ["smoke/checkerboard_lsd.gin"], ["train.compile = 'step'", "objective.lsd.derivative = @derivative.forward_ad()"]
+    )
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.compile == "backbone"
     said = [line for line in capsys.readouterr().err.splitlines() if "train.compile" in line]

@@ -42,7 +42,10 @@ class EvalSpec:
     steps; where k is not a multiple, the score is missing). `real` is the data the noise
     floor is measured on: by default fresh draws of the training dataset; a streamed
     dataset needs its held-out split here (`@real/dataset.shards()`), read in order.
-    `progress` shows a bar per sampler and step count.
+    `progress` shows a bar per sampler and step count. With `quantise` (the default),
+    images (samples shaped `(n, channels, height, width)` in [-1, 1]) are clipped and
+    rounded to the 256 levels of 8-bit pixels before they are scored, as pytorch-fid and
+    clean-fid score images read from 8-bit files (`score`); other data is scored as is.
     """
 
     metric: Metric = gin.REQUIRED
@@ -57,6 +60,7 @@ class EvalSpec:
     baselines: tuple[Sampler, ...] = attrs.field(default=(), converter=tuple)
     real: Dataset | StreamingDataset | None = None
     progress: bool = False
+    quantise: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.metric is gin.REQUIRED or self.sampler is gin.REQUIRED:
@@ -64,6 +68,17 @@ class EvalSpec:
             raise ValueError(f"evaluate.{missing[0]} is required: bind it in a gin file (base/ or datasets/)")
         if not self.step_counts or min(self.step_counts) < 1:
             raise ValueError(f"evaluate.step_counts must be positive integers, got {self.step_counts}")
+
+    def score(self, samples: torch.Tensor, dataset: object) -> float:
+        """The metric of `samples` against `dataset`; images quantised to 8 bits first (`quantise`)."""
+        if self.quantise and samples.dim() == 4:
+            samples = quantised(samples)
+        return self.metric(samples, dataset)
+
+
+def quantised(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] clipped and rounded to the 256 levels of an 8-bit pixel, k / 127.5 - 1."""
+    return torch.round((images.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
 def table_head(first: str, step_counts: tuple[int, ...], unit: str = "steps") -> str:
@@ -167,7 +182,7 @@ def evaluate(
     """Sample `spec.num_samples` points with each flow map at each step count and score them;
     then each baseline sampler at the same NFE."""
     truth, x0 = draws(spec, dataset, device=device, dtype=dtype)
-    noise_floor = spec.metric(truth, dataset)
+    noise_floor = spec.score(truth, dataset)
     scores: dict[str, dict[int, float]] = {}
     kept: dict[str, dict[int, torch.Tensor]] = {}
     baselines: list[str] = []
@@ -182,7 +197,7 @@ def evaluate(
                     scores[row][nfe] = math.nan
                     continue
                 samples = _sample_all(spec, X, x0, nfe // per_step, interpolant, device, sampler, f"{row}, NFE {nfe}")
-                scores[row][nfe] = spec.metric(samples, dataset)
+                scores[row][nfe] = spec.score(samples, dataset)
                 kept[row][nfe] = samples[: spec.plot_samples]
     return EvalResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),
@@ -271,16 +286,16 @@ def evaluate_guided(
     edge_floor = None
     if pooled:
         truth = real_samples(attrs.evolve(spec, num_samples=per_class * classes), dataset, generator)
-        noise_floor = spec.metric(truth, dataset)
+        noise_floor = spec.score(truth, dataset)
     else:
         floors = []
         for label in range(classes):
             truth = dataset.class_sample(label, per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
-            floors.append(spec.metric(truth.x1, ClassOf(dataset, label)))
+            floors.append(spec.score(truth.x1, ClassOf(dataset, label)))
         noise_floor = sum(floors) / classes
         if 0 in spec.guidance_scales:
             whole = dataset.sample(per_class, generator=generator, device=torch.device("cpu"), dtype=dtype)
-            edge_floor = spec.metric(whole.x1, dataset)
+            edge_floor = spec.score(whole.x1, dataset)
     x0 = torch.randn((per_class, *dataset.data_shape), generator=generator).to(device=device, dtype=dtype)
     scores: dict[float, dict[int, float]] = {}
     kept: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -296,10 +311,10 @@ def evaluate_guided(
                 if pooled:
                     every.append(samples)
                 else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
-                    values.append(spec.metric(samples, dataset if w == 0 else ClassOf(dataset, label)))
+                    values.append(spec.score(samples, dataset if w == 0 else ClassOf(dataset, label)))
                 points.append(samples[:keep])
                 labels.append(torch.full((min(keep, len(samples)),), label))
-            scores[w][steps] = spec.metric(torch.cat(every), dataset) if pooled else sum(values) / classes
+            scores[w][steps] = spec.score(torch.cat(every), dataset) if pooled else sum(values) / classes
             kept[w][steps] = (torch.cat(points), torch.cat(labels))
     return GuidedResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),

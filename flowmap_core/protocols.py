@@ -185,7 +185,8 @@ class ObjectiveInput:
     `student` is the online network read through the parameterisation (gradients flow
     into it); `teacher` is the network that supplies targets: the online weights or
     their EMA. The first `n_diagonal` rows have s = t. `generator` drives any randomness
-    inside the objective (e.g. PSD-U's h).
+    inside the objective (e.g. PSD-U's h). `step` is the training step (for objectives
+    with a schedule of their own, e.g. sCM's tangent warm-up).
     """
 
     x0: Tensor
@@ -198,6 +199,7 @@ class ObjectiveInput:
     n_diagonal: int = 0
     u: Tensor | None = None
     generator: torch.Generator | None = None
+    step: int = 0
     uniforms: Tensor | None = None
 
     def __len__(self) -> int:
@@ -318,11 +320,27 @@ class SharesBatchStatistics(Protocol):
     def share_across_ranks(self, sum_over_ranks: Callable[[Tensor], Tensor]) -> None: ...
 
 
+@runtime_checkable
+class ChecksRun(Protocol):
+    """An objective that works only with some of the run's other components: a teacher it
+    trains stably with (implicit-teacher dynamics), an interpolant its equations are
+    written in.
+
+    The trainer calls `check_run(interpolant=..., teacher=...)` when a run is specified;
+    it raises ValueError, saying why and what works, for a combination it cannot train.
+    Composite objectives (split, weighted sums) pass the question on to their parts.
+    """
+
+    def check_run(self, *, interpolant: Interpolant, teacher: "Teacher") -> None: ...
+
+
 @records.traceable
 @attrs.frozen
 class Draw:
     """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,
-    drawn with `generator` (on its device), returned on `device` in `dtype`."""
+    drawn with `generator` (on its device), returned on `device` in `dtype`. `interpolant`
+    is the run's: samplers whose distribution is given in noise levels (consistency
+    models' sigma) turn levels into times through it; None where no run gives one."""
 
     n: int
     step: int
@@ -330,6 +348,7 @@ class Draw:
     generator: torch.Generator
     device: torch.device
     dtype: torch.dtype
+    interpolant: Interpolant | None = None
 
 
 @runtime_checkable
@@ -456,9 +475,13 @@ class Conditioning(Protocol):
     label dropout, guidance scales drawn per example, ...). `backbone_options` are the
     arguments the backbone needs to accept them; `unconditional()` and `given(label, w)`
     are the inputs for sampling. The label -1 means "no class" (the null token).
+    `n_diagonal` is the number of leading rows the time sampler put on the diagonal (the
+    flow-matching rows), for conditionings that treat them apart; None when unknown.
     """
 
-    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]: ...
+    def __call__(
+        self, batch: Batch, *, generator: torch.Generator, n_diagonal: int | None = None
+    ) -> dict[str, Tensor]: ...
 
     def backbone_options(self, dataset: "Dataset") -> dict[str, Any]: ...
 
@@ -555,6 +578,7 @@ declare_family(
 __all__ = [
     "Backbone",
     "Batch",
+    "ChecksRun",
     "Coefficients",
     "Conditioning",
     "Dataset",

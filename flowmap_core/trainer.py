@@ -38,6 +38,7 @@ from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
+    ChecksRun,
     Conditioning,
     Dataset,
     Draw,
@@ -207,6 +208,11 @@ class TrainSpec:
             raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.precision not in PRECISIONS:
             raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.objective, ChecksRun):
+            try:
+                self.objective.check_run(interpolant=self.interpolant, teacher=self.teacher)
+            except ValueError as error:
+                raise TrainingError(str(error)) from None
         if self.compile not in COMPILE_MODES:
             raise TrainingError(
                 f"train.compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {self.compile!r}"
@@ -342,7 +348,6 @@ class Trainer:
         batch = next(self._batches)
         if not self._checked_data:
             self._check_data(batch)
-        cond = self.spec.conditioning(batch, generator=self.host_generator)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
         times = self.spec.time_sampler(
             Draw(
@@ -352,6 +357,7 @@ class Trainer:
                 generator=self.host_generator,
                 device=torch.device("cpu"),
                 dtype=self.dtype,
+                interpolant=self.spec.interpolant,
             )
         )
         times = attrs.evolve(
@@ -360,6 +366,7 @@ class Trainer:
             t=data.to_device(times.t, self.device),
             u=data.to_device(times.u, self.device),
         )
+        cond = self.spec.conditioning(batch, generator=self.host_generator, n_diagonal=times.n_diagonal)
         return StepInput(batch=batch, x0=x0, times=times, cond=cond)
 
     def stream_request(self) -> StreamRequest:
@@ -415,6 +422,7 @@ class Trainer:
             u=inputs.times.u,
             generator=None if uniforms is not None else self.device_generator,
             uniforms=uniforms,
+            step=self.step,
         )
         autocast = PRECISIONS[self.spec.precision]
         with torch.autocast(self.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):

@@ -106,6 +106,11 @@ def points_file() -> Path:
 CONDITIONAL = {"guided_flow_matching"}
 
 
+# Objectives of single-time maps in TrigFlow's variables (sCM): defined only at t = 1 under
+# the trigonometric interpolant, tested on cases of their own.
+TRIGFLOW = {"scm"}
+
+
 def shards_dir() -> str:
     """Small labelled 8x8 gray shards for the `shards` dataset, written once per session."""
     path = Path(tempfile.gettempdir()) / "flowmap-test-shards"

@@ -43,7 +43,7 @@ def score(run_dir: Path, tolerances: tuple[float, ...], samples: int, weights: s
             ode_sample(X.velocity, chunk, solver="dopri5", rtol=tolerance, atol=tolerance)
             for chunk in x0.split(spec.chunk)
         ]
-        value = spec.metric(torch.cat([out.x.cpu() for out in outs]), dataset)
+        value = spec.score(torch.cat([out.x.cpu() for out in outs]), dataset)
         nfe = statistics.fmean(out.nfe for out in outs)
         found |= {f"dopri5 tol {tolerance:g} score": value, f"dopri5 tol {tolerance:g} NFE": nfe}
         rows.append(f"| {tolerance:g} | {nfe:.1f} | {value:.4f} |")

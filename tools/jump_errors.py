@@ -49,7 +49,7 @@ def main() -> None:
 
     def score(grid: torch.Tensor) -> float:
         chunks = [flow_map_sample(X, chunk, grid=grid.to(chunk)).x.cpu() for chunk in x0.split(spec.chunk)]
-        return spec.metric(torch.cat(chunks), dataset)
+        return spec.score(torch.cat(chunks), dataset)
 
     k, r = args.steps, args.refine
     print(f"{args.run_dir} ({weights}), {spec.num_samples:,} samples, one noise draw for every row\n")

@@ -28,16 +28,44 @@ def labelled_backbone(dataset: Dataset) -> dict[str, Any]:
     return {"num_classes": dataset.num_classes}
 
 
+DROPOUT_ROWS = ("all", "diagonal")
+
+
+def _dropout_rows(instance: "ClassLabel", attribute: attrs.Attribute, value: str) -> None:
+    if value not in DROPOUT_ROWS:
+        raise ValueError(
+            f"ClassLabel.dropout_rows must be one of {', '.join(map(repr, DROPOUT_ROWS))} (which rows may lose their "
+            f"label), got {value!r}"
+        )
+
+
 @register("conditioning", "class_label")
 @attrs.define(frozen=True, kw_only=True)
 class ClassLabel:
     """The network sees the class label, replaced by the null label in a share `dropout` of
-    the examples, so one network learns b(x, c) and b(x, null) (classifier-free guidance)."""
+    the examples, so one network learns b(x, c) and b(x, null) (classifier-free guidance).
+
+    `dropout_rows = 'diagonal'` drops labels on the flow-matching rows only (the first
+    `n_diagonal`, s = t) and keeps them on the self-distillation rows, as shortcut models'
+    official code does (kvfrans/shortcut-models, targets_shortcut.py: the bootstrap rows
+    keep their labels); 'all' drops on every row. The same random numbers are drawn
+    either way.
+    """
 
     dropout: float = attrs.field(default=0.1, validator=unit_interval)
+    dropout_rows: str = attrs.field(default="all", validator=_dropout_rows)
 
-    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
-        return {"label": dropped_labels(batch, self.dropout, generator)}
+    def __call__(self, batch: Batch, *, generator: torch.Generator, n_diagonal: int | None = None) -> dict[str, Tensor]:
+        label = dropped_labels(batch, self.dropout, generator)
+        if self.dropout_rows == "all":
+            return {"label": label}
+        if n_diagonal is None:
+            raise ValueError(
+                "conditioning.class_label with dropout_rows = 'diagonal' needs the number of flow-matching rows "
+                "(n_diagonal); the caller gave none"
+            )
+        keep = torch.arange(len(label), device=label.device) >= n_diagonal
+        return {"label": torch.where(keep, batch.label, label)}
 
     def backbone_options(self, dataset: Dataset) -> dict[str, Any]:
         return labelled_backbone(dataset)

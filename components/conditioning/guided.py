@@ -40,7 +40,7 @@ class Guided:
         if self.edge_fraction > 0 and self.scales[0] != 0:
             raise ValueError(f"Guided.edge_fraction draws w = 0, outside scales = {self.scales}; start them at 0")
 
-    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
+    def __call__(self, batch: Batch, *, generator: torch.Generator, n_diagonal: int | None = None) -> dict[str, Tensor]:
         label = dropped_labels(batch, self.dropout, generator)
         low, high = self.scales
         w = low + (high - low) * torch.rand(label.shape, generator=generator, device=generator.device)

@@ -15,7 +15,7 @@ from flowmap_core.registry import register
 class Unconditional:
     """The network sees only (x, s, t)."""
 
-    def __call__(self, batch: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
+    def __call__(self, batch: Batch, *, generator: torch.Generator, n_diagonal: int | None = None) -> dict[str, Tensor]:
         return {}
 
     def backbone_options(self, dataset: Dataset) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from components.objectives import (  # noqa: F401
     guided_flow_matching,
     lsd,
     psd,
+    scm,
     split,
     weighted_sum,
 )

@@ -5,6 +5,7 @@ import math
 import attrs
 import torch
 
+from components.interpolants.noise_level import noise_level
 from components.objectives.residual import mean_square
 from components.stopgrad.policies import TeacherStopGradient
 from components.velocities.conditional import ConditionalVelocity
@@ -37,7 +38,8 @@ class Consistency:
       dimensions and c = `pseudo_huber_c` sqrt(D) (Song & Dhariwal 2023, iCT:
       c = 0.00054 sqrt(d)).
     - `sigma_weight`: lambda = 1 / (sigma_s - sigma_u) (iCT's 1 / (sigma_{i+1} - sigma_i)),
-      with the noise levels sigma = (1 - s) / s of x_s / s = x1 + sigma x0, so
+      with the interpolant's noise levels sigma = alpha / beta of x_s / beta(s) = x1 + sigma x0
+      (`components.interpolants.noise_level`); under the linear interpolant
       lambda = s u / (u - s).
     """
 
@@ -67,5 +69,5 @@ class Consistency:
             c = self.pseudo_huber_c * math.sqrt(residual[0].numel())
             loss = torch.sqrt(residual.pow(2).flatten(1).sum(1) + c * c) - c
         if self.sigma_weight:
-            loss = loss * s * u / (u - s)
+            loss = loss / (noise_level(inp.interpolant, s) - noise_level(inp.interpolant, u))
         return ObjectiveOutput(per_example=loss, terms={self.name: loss.detach().mean()})

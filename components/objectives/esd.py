@@ -5,11 +5,28 @@ import torch
 
 from components.derivatives.forward_ad import ForwardAD
 from components.objectives.residual import mean_square
-from components.stopgrad.policies import TeacherStopGradient
+from components.stopgrad.policies import FullStopGradient, MeanVelocityStopGradient, TeacherStopGradient
+from components.teachers.online import Online
 from components.velocities.model import ModelVelocity
 from flowmap_core.flow_map import expand_time
-from flowmap_core.protocols import Derivative, ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource
+from flowmap_core.protocols import (
+    Derivative,
+    Interpolant,
+    ObjectiveInput,
+    ObjectiveOutput,
+    StopGradient,
+    Teacher,
+    VelocitySource,
+)
 from flowmap_core.registry import register
+
+UNSTABLE_FULL = (
+    "objective.esd with stopgrad.full and teacher.online diverges: with the residual e = V - V* = A e "
+    "(A = -I + (t - s)(d/ds + v.grad)) the update is -B* A e (B = -I + (t - s) d/ds), whose real part on a mode "
+    "exp(i(w s + k.x)) is 1 + (t - s)^2 w (w + k.v), negative once (t - s)|k.v| > 2, so high spatial frequencies "
+    "grow at long jumps; use objective.esd.stopgrad = @stopgrad.teacher() (real part |A|^2 >= 0) or "
+    "@stopgrad.mean_velocity() (real part 1)"
+)
 
 
 @register("objective", "esd")
@@ -36,6 +53,12 @@ class ESD:
     @property
     def name(self) -> str:
         return "esd"
+
+    def check_run(self, *, interpolant: Interpolant, teacher: Teacher) -> None:
+        """Refuse `stopgrad.full` with the online teacher: it diverges (see `UNSTABLE_FULL`)."""
+        full = isinstance(self.stopgrad, FullStopGradient) and not isinstance(self.stopgrad, MeanVelocityStopGradient)
+        if full and isinstance(teacher, Online):
+            raise ValueError(UNSTABLE_FULL)
 
     def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput:
         s, t = inp.s, inp.t

@@ -4,7 +4,7 @@ import attrs
 import torch
 
 from components.objectives.flow_matching import FlowMatching
-from flowmap_core.protocols import Objective, ObjectiveInput, ObjectiveOutput
+from flowmap_core.protocols import ChecksRun, Interpolant, Objective, ObjectiveInput, ObjectiveOutput, Teacher
 from flowmap_core.registry import register
 
 
@@ -20,6 +20,11 @@ class Split:
 
     off_diagonal: Objective
     diagonal: Objective = attrs.field(factory=FlowMatching)
+
+    def check_run(self, *, interpolant: Interpolant, teacher: Teacher) -> None:
+        for part in (self.diagonal, self.off_diagonal):
+            if isinstance(part, ChecksRun):
+                part.check_run(interpolant=interpolant, teacher=teacher)
 
     def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput:
         n = inp.n_diagonal

@@ -4,7 +4,7 @@ import math
 
 import attrs
 
-from flowmap_core.protocols import Objective, ObjectiveInput, ObjectiveOutput
+from flowmap_core.protocols import ChecksRun, Interpolant, Objective, ObjectiveInput, ObjectiveOutput, Teacher
 from flowmap_core.registry import register
 
 
@@ -29,6 +29,11 @@ class WeightedSum:
 
     terms: tuple[Objective, ...] = attrs.field(converter=tuple, validator=_check_terms)
     weights: tuple[float, ...] = attrs.field(converter=tuple, validator=_check_weights)
+
+    def check_run(self, *, interpolant: Interpolant, teacher: Teacher) -> None:
+        for term in self.terms:
+            if isinstance(term, ChecksRun):
+                term.check_run(interpolant=interpolant, teacher=teacher)
 
     def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput:
         per_example = 0

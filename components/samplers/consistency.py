@@ -4,20 +4,41 @@ import attrs
 import torch
 from torch import Tensor
 
-from flowmap_core.flow_map import batch_times
+from components.interpolants.noise_level import time_at_noise_level
+from flowmap_core.flow_map import batch_times, expand_time
 from flowmap_core.protocols import FlowMapLike, Interpolant
 from flowmap_core.registry import register
 from flowmap_core.sampling import Samples
+from flowmap_core.validators import positive
+
+
+def _positive_or_none(instance: "ConsistencySampler", attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None:
+        positive(instance, attribute, value)
 
 
 @register("sampler", "consistency")
 @attrs.define(frozen=True, kw_only=True)
 class ConsistencySampler:
-    """x1 = X_{0,1}(x0); then for s_i = i / steps: x1 = X_{s_i,1}(alpha(s_i) z + beta(s_i) x1), z fresh noise.
+    """x1 = X_{s_0,1}(alpha(s_0) x0); then for s_i = i / steps: x1 = X_{s_i,1}(alpha(s_i) z + beta(s_i) x1).
 
-    Song et al. (2023), Algorithm 1, in this library's time. Works for single-time maps
-    (consistency models), which jump only to t = 1; `steps` network evaluations.
+    Song et al. (2023), Algorithm 1, in this library's time, z fresh noise each step.
+    Works for single-time maps (consistency models), which jump only to t = 1; `steps`
+    network evaluations. The first jump starts where training starts: at s_0, the time
+    whose noise level alpha / beta is `sigma_max` (the time sampler's largest,
+    `components.interpolants.noise_level`), from x_T = sigma_max x0 scaled to the
+    interpolant, beta(s_0) sigma_max x0 = alpha(s_0) x0 (the data term, beta(s_0) x1, is
+    negligible there and unknown). `sigma_max = None` starts at s_0 = 0, from x0 itself.
     """
+
+    sigma_max: float | None = attrs.field(default=80.0, validator=_positive_or_none)
+
+    def start(self, interpolant: Interpolant, x0: Tensor) -> Tensor:
+        """s_0: the time of `sigma_max` (0 without one), one per example."""
+        if self.sigma_max is None:
+            return batch_times(0.0, x0)
+        sigma = torch.tensor([self.sigma_max], dtype=torch.float64)
+        return batch_times(float(time_at_noise_level(interpolant, sigma)), x0)
 
     @torch.no_grad()
     def __call__(
@@ -26,7 +47,8 @@ class ConsistencySampler:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         one = batch_times(1.0, x0)
-        x1 = X(x0, batch_times(0.0, x0), one)
+        s0 = self.start(interpolant, x0)
+        x1 = X(expand_time(interpolant.coefficients(s0).alpha, x0) * x0, s0, one)
         for i in range(1, steps):
             s = batch_times(i / steps, x0)
             z = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)

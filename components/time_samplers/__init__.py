@@ -6,6 +6,7 @@ from components.time_samplers import (  # noqa: F401
     dyadic,
     full_square,
     logit_normal,
+    lognormal_sigma,
     mixture,
     on_grid,
     shift,

@@ -5,20 +5,27 @@ import math
 import attrs
 import torch
 
-from flowmap_core.protocols import Draw, TimeSample
+from components.interpolants.noise_level import time_at_noise_level
+from flowmap_core.protocols import Draw, Interpolant, TimeSample
 from flowmap_core.registry import register
 from flowmap_core.validators import positive
 
-
-def sigma_to_time(sigma: torch.Tensor) -> torch.Tensor:
-    """The time s of the linear interpolant whose point, divided by s, is x1 + sigma x0:
-    (1 - s) x0 + s x1 = s (x1 + sigma x0) gives s = 1 / (1 + sigma)."""
-    return 1 / (1 + sigma)
+GROWTHS = ("ct", "ict", "fixed")
 
 
 def _growth(instance: "ConsistencySchedule", attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("ct", "ict"):
-        raise ValueError(f"ConsistencySchedule.growth must be 'ct' or 'ict', got {value!r}")
+    if value not in GROWTHS:
+        raise ValueError(f"ConsistencySchedule.growth must be one of {', '.join(map(repr, GROWTHS))}, got {value!r}")
+
+
+def levels_to_times(interpolant: Interpolant | None, sigmas: torch.Tensor) -> torch.Tensor:
+    """The times whose noise level alpha / beta is each sigma (`components.interpolants.noise_level`)."""
+    if interpolant is None:
+        raise ValueError(
+            "this time sampler draws noise levels and turns them into times through the run's interpolant; "
+            "this Draw carries none (pass Draw(..., interpolant=...))"
+        )
+    return time_at_noise_level(interpolant, sigmas)
 
 
 @register("time_sampler", "consistency")
@@ -30,12 +37,16 @@ class ConsistencySchedule:
         'ct'  (Song et al. 2023): N(k) = ceil(sqrt(k / K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1,
         'ict' (Song & Dhariwal 2023): N(k) = min(s0 2^floor(k / K'), s1) + 1,
               K' = floor(K / (log2 floor(s1 / s0) + 1)),
+        'fixed' (consistency distillation's fixed grid, N = 18 in Song et al. 2023):
+              N(k) = s1 at every step (the 'ct' formula with s0 = s1 gives s1 + 1 after step 0),
     and sigma_i = (sigma_min^(1/rho) + (i - 1)/(N - 1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho.
     n is uniform in 1..N-1, or with `level_mean` set (iCT's lognormal levels) drawn with
     p(n) proportional to erf((ln sigma_{n+1} - mean) / (sqrt 2 std)) - erf((ln sigma_n - mean) / (sqrt 2 std)).
-    Noise levels of the variance-exploding form x1 + sigma x0 become times of the linear
-    interpolant by s = 1 / (1 + sigma), so the student sits at the noisier
-    s = time(sigma_{n+1}) and the teacher at u = time(sigma_n) > s. No diagonal rows.
+    Noise levels of the variance-exploding form x1 + sigma x0 become times of the run's
+    interpolant (the Draw's) where alpha(s) / beta(s) = sigma, since x_s / beta(s) =
+    x1 + sigma x0; under the linear interpolant s = 1 / (1 + sigma). The student sits at
+    the noisier s = time(sigma_{n+1}) and the teacher at u = time(sigma_n) > s. No
+    diagonal rows.
     """
 
     initial_levels: int = 2
@@ -50,6 +61,8 @@ class ConsistencySchedule:
     def levels(self, step: int, total_steps: int) -> int:
         """N(k), the number of noise levels at training step k of K."""
         s0, s1 = self.initial_levels, self.final_levels
+        if self.growth == "fixed":
+            return s1
         if self.growth == "ict":
             period = max(int(total_steps // (math.log2(s1 // s0) + 1)), 1)
             return min(s0 * 2 ** int(min(step, total_steps) // period), s1) + 1
@@ -78,6 +91,7 @@ class ConsistencySchedule:
         else:
             probabilities = self.level_probabilities(sigmas)
             index = torch.multinomial(probabilities, draw.n, replacement=True, generator=draw.generator)
-        s = sigma_to_time(sigmas[index + 1]).to(draw.device)
-        u = sigma_to_time(sigmas[index]).to(draw.device)
+        times = levels_to_times(draw.interpolant, sigmas.cpu())
+        s = times[index.cpu() + 1].to(draw.device)
+        u = times[index.cpu()].to(draw.device)
         return TimeSample(s=s, t=torch.ones_like(s), n_diagonal=0, u=u)

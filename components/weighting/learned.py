@@ -42,6 +42,12 @@ class LearnedLogVariance(nn.Module):
       diverged within 500 steps (the self-distillation rows, 15x up-weighted against
       flow matching, feed their own targets) and after 3000 steps B = 1 scored KL
       0.593 / 0.380 at 1 / 4 steps against B = 0.5's 0.478 / 0.283 (docs/methods.md).
+    - **No drift past recovery.** Where the optimum lies beyond the bound (a row with no
+      floor wants w -> -inf), tanh saturates, its gradient vanishes, and Adam, which
+      normalises gradients, keeps moving u outward by about the learning rate every step;
+      coming back when the optimum returns took as many steps as the drift. So u pays
+      (|u| - `slack` B)^2 beyond slack B (a restoring force that outweighs the vanishing
+      tanh gradient at once) and stays within reach: at slack = 2, w = 0.96 B there.
 
     With `per_term`, w equalises pairs of times within each term (the diagonal rows,
     s = t, and the others) but keeps the terms' balance as the uniform mean has it:
@@ -59,6 +65,7 @@ class LearnedLogVariance(nn.Module):
         scale_rate: float = 0.99,
         min_scale: float = 1e-8,
         per_term: bool = False,
+        slack: float = 2.0,
     ):
         super().__init__()
         if bound <= 0:
@@ -67,10 +74,13 @@ class LearnedLogVariance(nn.Module):
             raise ValueError(f"scale_rate must be in [0, 1), got {scale_rate}")
         if min_scale <= 0:
             raise ValueError(f"min_scale must be > 0, got {min_scale}")
+        if slack <= 0:
+            raise ValueError(f"slack must be > 0 (u is pulled back beyond slack * bound), got {slack}")
         self.bound = bound
         self.scale_rate = scale_rate
         self.min_scale = min_scale
         self.per_term = per_term
+        self.slack = slack
         self._sum_over_ranks: Callable[[Tensor], Tensor] = _one_process
         self.features = FourierTimeFeatures(octaves)
         self.linear = nn.Linear(2 * self.features.dim, 1)
@@ -82,11 +92,18 @@ class LearnedLogVariance(nn.Module):
         if per_term:
             self.register_buffer("term_scales", torch.zeros(2))
 
+    def pre_activation(self, s: Tensor, t: Tensor) -> Tensor:
+        """u(s, t), one value per example: linear in Fourier features of (s, t)."""
+        features = torch.cat([self.features(s), self.features(t)], dim=-1)
+        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1).to(s.dtype)
+
     def log_variance(self, s: Tensor, t: Tensor) -> Tensor:
         """w(s, t), one value per example, in (-bound, bound)."""
-        features = torch.cat([self.features(s), self.features(t)], dim=-1)
-        u = self.linear(features.to(self.linear.weight.dtype)).squeeze(-1).to(s.dtype)
-        return self.bound * torch.tanh(u / self.bound)
+        return self.bound * torch.tanh(self.pre_activation(s, t) / self.bound)
+
+    def restoring(self, u: Tensor) -> Tensor:
+        """(|u| - slack B)^2 beyond slack B, 0 within: keeps u where tanh still has a gradient."""
+        return torch.relu(u.abs() - self.slack * self.bound).pow(2)
 
     @staticmethod
     @torch.no_grad()
@@ -117,9 +134,10 @@ class LearnedLogVariance(nn.Module):
         diagonal = s == t
         self._update_scales(per_example, diagonal)
         scale = self.scale.clamp_min(self.min_scale).to(per_example.dtype)
-        w = self.log_variance(s, t)
+        u = self.pre_activation(s, t)
+        w = self.bound * torch.tanh(u / self.bound)
         if not self.per_term:
-            return (torch.exp(-w) * per_example / scale + w).mean()
+            return (torch.exp(-w) * per_example / scale + w + self.restoring(u)).mean()
         term = self.term_scales.clamp_min(self.min_scale).to(per_example.dtype)
         own = torch.where(diagonal, term[0], term[1])
-        return (torch.exp(-w) * per_example / scale + own / scale * w).mean()
+        return (torch.exp(-w) * per_example / scale + own / scale * w + self.restoring(u)).mean()

@@ -38,6 +38,23 @@ def test_label_dropout_share():
     assert torch.equal(cond["label"][kept], batch.label[kept])
 
 
+def test_label_dropout_on_flow_matching_rows_only():
+    """dropout_rows = 'diagonal' (shortcut models' official code): the first n_diagonal rows lose
+    labels as under 'all', with the same draws; the bootstrap rows keep theirs."""
+    _, batch = labelled_batch()
+    everywhere = registry.build("conditioning", "class_label", dropout=0.25)
+    diagonal = registry.build("conditioning", "class_label", dropout=0.25, dropout_rows="diagonal")
+    k = 3 * len(batch) // 4
+    all_rows = everywhere(batch, generator=torch.Generator().manual_seed(0), n_diagonal=k)["label"]
+    fm_rows = diagonal(batch, generator=torch.Generator().manual_seed(0), n_diagonal=k)["label"]
+    assert torch.equal(fm_rows[:k], all_rows[:k]) and (fm_rows[:k] == NULL).any()
+    assert torch.equal(fm_rows[k:], batch.label[k:]) and (all_rows[k:] == NULL).any()
+    with pytest.raises(ValueError, match="needs the number of flow-matching rows"):
+        diagonal(batch, generator=torch.Generator())
+    with pytest.raises(ValueError, match="dropout_rows must be one of"):
+        registry.build("conditioning", "class_label", dropout_rows="bootstrap")
+
+
 def test_guidance_scales_are_drawn_in_range():
     _, batch = labelled_batch()
     guided = registry.build("conditioning", "guided", scales=(0.5, 3.0))

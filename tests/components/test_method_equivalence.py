@@ -11,14 +11,20 @@ Time conventions: this library runs time from noise (0) to data (1), x_s = (1 - 
   our (1 - s, 1 - t), its u(z, r, t) is our -V_{1-t, 1-r}(z) and its v = eps - x is -dx_s/ds.
 - Consistency models use noise levels sigma, x_sigma = x + sigma z: our x_s is s x_sigma with
   s = 1 / (1 + sigma), so their f(x_sigma, sigma) is our X_{s,1}(s x_sigma).
+- sCM (TrigFlow) runs time t from data (0) to noise (pi / 2), x_t = cos(t) x + sin(t) z with
+  z ~ N(0, sigma_d^2): with our data x1 = x / sigma_d and noise x0 = z / sigma_d, our x_s is
+  x_t / sigma_d at s = 1 - 2 t / pi, and F_theta(x_t / sigma_d, t) is our backbone's head at (x_s, s).
 """
 
+import functools
 import math
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
+from components.interpolants.linear import Linear
 from components.time_samplers.consistency import ConsistencySchedule
 from flowmap_core import cli, config, runs
 from flowmap_core.protocols import Draw
@@ -179,6 +185,17 @@ def test_the_hand_written_meanflow_control_is_the_experiments_loss():
     compare(trainer, control)
 
 
+def test_shortcut_model_drops_labels_on_flow_matching_rows_only():
+    """targets_shortcut.py: labels are dropped (to the null class) on the flow-matching rows;
+    the bootstrap rows keep theirs."""
+    bindings = ["train.dataset = @dataset.gaussian_mixture()", "train.conditioning = @conditioning.class_label()"]
+    trainer = assemble("shortcut", bindings)
+    inputs = trainer.draw()
+    k, label, given = inputs.times.n_diagonal, inputs.cond["label"], inputs.batch.label
+    assert torch.equal(label[k:], given[k:])
+    assert (label[:k] == -1).any() and torch.equal(label[:k][label[:k] != -1], given[:k][label[:k] != -1])
+
+
 def sigma_of(s):
     return (1 - s) / s
 
@@ -222,7 +239,8 @@ def test_consistency_training_schedule():
     karras = (0.002 ** (1 / 7) + (i - 1) / (N - 1) * (80 ** (1 / 7) - 0.002 ** (1 / 7))) ** 7
     torch.testing.assert_close(schedule.sigmas(N, torch.float64), karras)
     generator = torch.Generator().manual_seed(0)
-    pairs = schedule(Draw(n=4096, step=5000, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
+    request = Draw(n=4096, step=5000, total_steps=K, generator=generator, device=CPU, dtype=torch.float64)
+    pairs = schedule(attrs.evolve(request, interpolant=Linear()))
     index = (karras[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
     torch.testing.assert_close(karras[index], sigma_of(pairs.u))
     torch.testing.assert_close(karras[index + 1], sigma_of(pairs.s))
@@ -245,7 +263,8 @@ def test_improved_consistency_training_schedule():
     expected = (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
     generator = torch.Generator().manual_seed(0)
     n = 200_000
-    pairs = schedule(Draw(n=n, step=2 * period, total_steps=K, generator=generator, device=CPU, dtype=torch.float64))
+    request = Draw(n=n, step=2 * period, total_steps=K, generator=generator, device=CPU, dtype=torch.float64)
+    pairs = schedule(attrs.evolve(request, interpolant=Linear()))
     index = (sigmas[None, :] - sigma_of(pairs.u)[:, None]).abs().argmin(dim=1)
     torch.testing.assert_close(sigmas[index + 1], sigma_of(pairs.s))
     frequency = torch.bincount(index, minlength=N - 1).double() / n
@@ -257,6 +276,7 @@ def test_consistency_distillation_loss(teachers):
     the interpolant's time: x_hat_u = x_s + (u - s) b(x_s, s); E ||f(x_s) - f_sg(x_hat_u)||^2."""
     trainer = assemble("consistency_distillation", [f"velocity.pretrained.run_dir = '{teachers['fm']}'"])
     velocity = trainer.spec.objective.velocity._flow
+    assert [trainer.spec.time_sampler.levels(k, 1000) for k in (0, 1, 400, 1000)] == [18] * 4  # the fixed N = 18
 
     def published(net, inputs):
         x, z = inputs.batch.x1, inputs.x0
@@ -306,3 +326,56 @@ def test_progressive_flow_map_matching_loss(teachers):
         return (student - target).pow(2).mean(1).mean()
 
     compare(trainer, published)
+
+
+SIGMA_D, TANGENT_C = 0.5, 0.1  # sCM's CIFAR-10 settings, in x_t's units
+
+
+def scm_published(net, inputs, dx_dt_of, step, warmup=10_000):
+    """Lu & Song (2024), Algorithm 1, in x_t's units: x_t = cos(t) x + sin(t) z, z ~ N(0, sigma_d^2 I);
+    g = -cos^2(t) (sigma_d F- - dx_t/dt) - r cos(t) sin(t) (x_t + sigma_d dF-/dt), dF-/dt the derivative
+    of F_theta-(x_t / sigma_d, t) along the trajectory (one JVP along (dx_t/dt, 1)), r = min(1, step / H);
+    g / (|g| + c); the loss |F_theta - F_theta- - g|^2 / D (adaptive weight w = 0), batch mean."""
+    x, z = SIGMA_D * inputs.batch.x1, SIGMA_D * inputs.x0
+    t = math.pi / 2 * (1 - inputs.times.s)
+    cos, sin = torch.cos(t)[:, None], torch.sin(t)[:, None]
+    xt = cos * x + sin * z
+
+    def F(x_t, tau):
+        return net(x_t / SIGMA_D, 1 - 2 * tau / math.pi, torch.ones_like(tau))[:, 0]
+
+    r = min(1.0, step / warmup)
+    with torch.no_grad():
+        dx_dt = dx_dt_of(x, z, xt, t)
+        F_minus, dF_dt = torch.func.jvp(F, (xt, t), (dx_dt, torch.ones_like(t)))
+        g = -(cos**2) * (SIGMA_D * F_minus - dx_dt) - r * cos * sin * (xt + SIGMA_D * dF_dt)
+        g = g / (g.norm(dim=1, keepdim=True) + TANGENT_C)
+    return (F(xt, t) - F_minus - g).pow(2).mean(1).mean()
+
+
+def pair_velocity(x, z, xt, t):
+    """sCT's dx_t/dt = cos(t) z - sin(t) x, the pair's."""
+    return torch.cos(t)[:, None] * z - torch.sin(t)[:, None] * x
+
+
+def test_sct_loss():
+    """sCT, mid warm-up (step 400 of 10,000: r = 0.04) and after it (r = 1)."""
+    trainer = assemble("sct", ["train.weighting = @weighting.uniform()"])
+    for step in (400, 20_000):
+        trainer.step = step
+        compare(trainer, functools.partial(scm_published, dx_dt_of=pair_velocity, step=step))
+
+
+def test_scd_loss(teachers):
+    """sCD: dx_t/dt = sigma_d F_pretrain(x_t / sigma_d, t), the pretrained velocity in TrigFlow's time:
+    our b(x_s, s) is d(x_t / sigma_d)/ds, and ds/dt = -2 / pi."""
+    trainer = assemble(
+        "scd", [f"velocity.pretrained.run_dir = '{teachers['fm']}'", "train.weighting = @weighting.uniform()"]
+    )
+    b = trainer.spec.objective.velocity._flow.net
+
+    def dx_dt(x, z, xt, t):
+        s = 1 - 2 * t / math.pi
+        return SIGMA_D * (-2 / math.pi) * b(xt / SIGMA_D, s, s)[:, 0]
+
+    compare(trainer, functools.partial(scm_published, dx_dt_of=dx_dt, step=400))

@@ -18,7 +18,7 @@ from components.stopgrad.policies import FullStopGradient, NoStopGradient
 from flowmap_core import registry, testing
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import ObjectiveInput
-from tests.instances import CONDITIONAL, DISCRETE, instance, instances, is_residual
+from tests.instances import CONDITIONAL, DISCRETE, TRIGFLOW, instance, instances, is_residual
 
 
 def two_time_parameterisations():
@@ -30,7 +30,7 @@ def grid():
     """(objective, exact flow, parameterisation) over all registered combinations."""
     out = []
     for objective_id, objective in instances("objective"):
-        if objective.registry_name in CONDITIONAL:
+        if objective.registry_name in CONDITIONAL | TRIGFLOW:
             continue
         for interpolant_id, interpolant in instances("interpolant"):
             for parameterisation_id, parameterisation in two_time_parameterisations():
@@ -144,6 +144,71 @@ def test_consistency_distillation_vanishes_at_the_exact_map_as_the_step_shrinks(
         for gap in (1e-2, 1e-3)
     ]
     assert losses[1] < 0.02 * losses[0] and losses[1] < 1e-5  # the Euler step's error is O(gap)
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+def test_consistency_sigma_weight_uses_the_interpolants_noise_levels(interpolant):
+    """iCT's lambda = 1 / (sigma_s - sigma_u) with sigma = alpha / beta of the run's interpolant:
+    (1 - s) / s under the linear one, cot(pi s / 2) under the trigonometric one."""
+    exact = registry.build("exact", "gaussian", interpolant=registry.build("interpolant", interpolant))
+    single = instance("parameterisation", "single_time")
+    case = testing.triangle_case(256, exact.data_shape)
+    case = testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.u, t=torch.ones_like(case.t), n_diagonal=0)
+    inp = testing.objective_input(case, exact, single, perturbation=0.05)
+    plain = registry.build("objective", "consistency")(inp).per_example
+    weighted = registry.build("objective", "consistency", sigma_weight=True)(inp).per_example
+    sigma = {"linear": lambda s: (1 - s) / s, "trigonometric": lambda s: 1 / torch.tan(torch.pi * s / 2)}[interpolant]
+    torch.testing.assert_close(weighted, plain / (sigma(case.s) - sigma(case.u)), rtol=1e-12, atol=0)
+
+
+@attrs.frozen
+class ExactVelocity:
+    """A perfect teacher's velocity b_t(x) (sCD from an exact flow-matching model)."""
+
+    exact: object
+    needs_interpolant_point: bool = False
+
+    def at(self, inp, x, t, point):
+        return self.exact.velocity(x, t)
+
+    def advance(self, inp, x, s, u):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("parameterisation", ["trigflow", "single_time"])
+def test_scm_vanishes_at_the_exact_map_with_an_exact_velocity(parameterisation):
+    """sCM's tangent g = cos(t) d f/dt is the Eulerian derivative of the map to the data end: 0 for the
+    exact map closed by the exact velocity (sCD from a perfect teacher) once warmed up (r = 1),
+    normalised or not, for any single-time parameterisation; off the map it rises."""
+    exact = registry.build("exact", "gaussian", interpolant=registry.build("interpolant", "trigonometric"))
+    case = testing.triangle_case(512, exact.data_shape)
+    case = testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.u, t=torch.ones_like(case.t), n_diagonal=0)
+    for tangent_c in (0.1, None):
+        objective = registry.build(
+            "objective", "scm", velocity=ExactVelocity(exact), tangent_c=tangent_c, warmup_steps=0
+        )
+        testing.check_residual_objective(objective, exact, instance("parameterisation", parameterisation), case)
+
+
+def test_scm_tangent_normalisation_and_warm_up():
+    """g / (|g| + c) has norm below 1; the warm-up ramps r linearly to 1 over warmup_steps."""
+    exact = registry.build("exact", "gaussian", interpolant=registry.build("interpolant", "trigonometric"))
+    case = testing.triangle_case(256, exact.data_shape)
+    case = testing.Case(seed=0, data_shape=case.data_shape, s=case.s, u=case.u, t=torch.ones_like(case.t), n_diagonal=0)
+    inp = testing.objective_input(case, exact, instance("parameterisation", "trigflow"), perturbation=0.5)
+    normalised = registry.build("objective", "scm", tangent_c=0.1)(inp).per_example
+    raw = registry.build("objective", "scm", tangent_c=None)(inp).per_example
+    assert (normalised * 2 < 1).all() and raw.max() > 1  # mean over D = 2 of the squared unit-bounded g
+    objective = registry.build("objective", "scm", warmup_steps=200)
+    assert [objective.ramp(k) for k in (0, 50, 200, 10_000)] == [0.0, 0.25, 1.0, 1.0]
+    assert registry.build("objective", "scm", warmup_steps=0).ramp(0) == 1.0
+
+
+def test_scm_needs_the_trigonometric_interpolant():
+    objective = registry.build("objective", "scm")
+    objective.check_run(interpolant=registry.build("interpolant", "trigonometric"), teacher=None)
+    with pytest.raises(ValueError, match="needs train.interpolant = @interpolant.trigonometric"):
+        objective.check_run(interpolant=registry.build("interpolant", "linear"), teacher=None)
 
 
 def test_single_time_map_at_t_1():

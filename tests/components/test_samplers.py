@@ -1,5 +1,7 @@
 """Samplers of trained maps, on the exact Gaussian flow."""
 
+import math
+
 import pytest
 import torch
 
@@ -41,3 +43,26 @@ def test_consistency_sampler_renoises(exact):
     one = sampler(X, x0, 1, interpolant=exact.interpolant, generator=g).x
     two = sampler(X, x0, 2, interpolant=exact.interpolant, generator=g).x
     assert not torch.allclose(one, two)
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "trigonometric"])
+def test_consistency_sampler_starts_where_training_starts(interpolant):
+    """The first jump is X_{s_0,1}(alpha(s_0) x0) at the time s_0 of sigma_max (1 / 81 under the
+    linear interpolant at sigma_max = 80; (2 / pi) atan(1 / 80) under the trigonometric one)."""
+    calls = []
+
+    def X(x, s, t):
+        calls.append((x, s))
+        return x
+
+    x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sampler = registry.build("sampler", "consistency")
+    sampler(X, x0, 1, interpolant=registry.build("interpolant", interpolant), generator=torch.Generator())
+    start = {"linear": 1 / 81, "trigonometric": 2 / torch.pi * math.atan(1 / 80)}[interpolant]
+    alpha = {"linear": 1 - start, "trigonometric": math.cos(torch.pi * start / 2)}[interpolant]
+    ((x, s),) = calls
+    torch.testing.assert_close(s, torch.full((16,), start, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(x, alpha * x0, rtol=1e-12, atol=0)
+    sampler = registry.build("sampler", "consistency", sigma_max=None)
+    sampler(X, x0, 1, interpolant=registry.build("interpolant", interpolant), generator=torch.Generator())
+    assert (calls[-1][1] == 0).all() and torch.equal(calls[-1][0], x0)

@@ -2,11 +2,15 @@
 
 import math
 
+import attrs
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from components.interpolants.linear import Linear
+from components.interpolants.noise_level import noise_level
+from components.interpolants.trigonometric import Trigonometric
 from components.time_samplers.beta_gap import BetaGap
 from components.time_samplers.shift import Shift, shift_time
 from components.time_samplers.uniform import UniformTriangle
@@ -15,11 +19,13 @@ from flowmap_core.protocols import Draw
 from tests.instances import instances
 
 CPU = torch.device("cpu")
+LINEAR = Linear()
 
 
-def draw(sampler, n, seed=0, step=0):
+def draw(sampler, n, seed=0, step=0, interpolant=LINEAR):
     g = torch.Generator().manual_seed(seed)
-    return sampler(Draw(n=n, step=step, total_steps=10_000, generator=g, device=CPU, dtype=torch.float64))
+    request = Draw(n=n, step=step, total_steps=10_000, generator=g, device=CPU, dtype=torch.float64)
+    return sampler(attrs.evolve(request, interpolant=interpolant))
 
 
 @pytest.mark.parametrize("name, sampler", instances("time_sampler"))
@@ -102,6 +108,49 @@ def test_consistency_schedule_grows_and_pairs_adjacent_levels():
     for pairs in (early, late):
         assert pairs.n_diagonal == 0 and (pairs.t == 1).all() and (pairs.s < pairs.u).all() and (pairs.u < 1).all()
     assert (late.u - late.s).mean() < (early.u - early.s).mean()
+
+
+@pytest.mark.parametrize("interpolant", [Linear(), Trigonometric()], ids=["linear", "trigonometric"])
+def test_consistency_levels_are_the_interpolants_noise_levels(interpolant):
+    """s and u are the times whose alpha / beta is a Karras level: 1 / (1 + sigma) under the
+    linear interpolant, (2 / pi) atan(1 / sigma) under the trigonometric one (not 1 / (1 + sigma))."""
+    schedule = registry.build("time_sampler", "consistency", initial_levels=10, final_levels=10)
+    pairs = draw(schedule, 2000, interpolant=interpolant)
+    sigmas = schedule.sigmas(schedule.levels(0, 10_000), torch.float64)
+    closed_form = {"Linear": 1 / (1 + sigmas), "Trigonometric": 2 / math.pi * torch.atan(1 / sigmas)}
+    expected = closed_form[type(interpolant).__name__]
+    for times in (pairs.s, pairs.u):
+        assert (times[:, None] - expected[None, :]).abs().min(dim=1).values.max() < 1e-12
+    index = (pairs.s[:, None] - expected[None, :]).abs().argmin(dim=1)
+    torch.testing.assert_close(noise_level(interpolant, pairs.s), sigmas[index], rtol=1e-9, atol=0)
+
+
+def test_consistency_schedule_needs_the_interpolant():
+    with pytest.raises(ValueError, match="through the run's interpolant"):
+        draw(registry.build("time_sampler", "consistency"), 10, interpolant=None)
+
+
+def test_lognormal_sigma_is_scms_time_proposal():
+    """Lu & Song (2024): log(sigma_d tan t) ~ N(P_mean, P_std^2), TrigFlow's t = pi (1 - s) / 2 under
+    the trigonometric interpolant: log(sigma_d tan(pi (1 - s) / 2)) has mean -1.0 and std 1.4."""
+    sampler = registry.build("time_sampler", "lognormal_sigma")
+    pairs = draw(sampler, 100_000, interpolant=Trigonometric())
+    tau = torch.log(0.5 * torch.tan(math.pi * (1 - pairs.s) / 2))
+    assert abs(tau.mean().item() + 1.0) < 0.02 and abs(tau.std().item() - 1.4) < 0.02
+    assert pairs.n_diagonal == 0 and (pairs.t == 1).all() and (pairs.s < 1).all()
+    again = draw(sampler, 1000, interpolant=Trigonometric())
+    z = torch.randn(1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = 1 - 2 / math.pi * torch.atan(torch.exp(-1.0 + 1.4 * z) / 0.5)
+    torch.testing.assert_close(again.s, expected, rtol=0, atol=1e-14)
+
+
+def test_fixed_consistency_grid_keeps_its_levels():
+    """Consistency distillation's fixed N = 18 at every step; the CT formula with s0 = s1 = 18 gives 19 after step 0."""
+    fixed = registry.build("time_sampler", "consistency", growth="fixed", final_levels=18)
+    assert [fixed.levels(k, 1000) for k in (0, 1, 500, 1000, 5000)] == [18] * 5
+    assert registry.build("time_sampler", "consistency", initial_levels=18, final_levels=18).levels(1, 1000) == 19
+    pairs = draw(fixed, 4000, step=999)
+    assert len(torch.unique(pairs.s)) == 17
 
 
 def test_mixture_draws_each_share_from_its_sampler():

@@ -85,6 +85,34 @@ def test_learned_log_variance_stays_bounded_when_the_residual_is_zero():
     torch.testing.assert_close(weighting.scale, torch.tensor(1.0, dtype=torch.float64))
 
 
+def _steps_to_recover(weighting, drift_steps=500, limit=500):
+    """Drift: half the rows (the off-diagonal ones) have zero loss for `drift_steps` Adam steps,
+    so their w runs to the bound. Then every row has the same loss (the optimum is w = 0);
+    the number of steps until |w| < bound / 2 on every row (`limit` if never)."""
+    optimiser = torch.optim.Adam(weighting.parameters(), lr=0.02)
+    g = torch.Generator().manual_seed(0)
+    for step in range(drift_steps + limit):
+        s, t = torch.rand((2, 128), generator=g, dtype=torch.float64).sort(dim=0).values
+        t[:64] = s[:64]
+        losses = torch.where(s == t, 2.0, 0.0) if step < drift_steps else torch.ones_like(s)
+        optimiser.zero_grad()
+        weighting(losses, s, t).backward()
+        optimiser.step()
+        if step == drift_steps - 1:
+            assert weighting.log_variance(s, t).min() < -0.9 * weighting.bound  # saturated
+        if step >= drift_steps and weighting.log_variance(s, t).abs().max() < weighting.bound / 2:
+            return step - drift_steps
+    return limit
+
+
+def test_learned_log_variance_comes_back_from_saturation():
+    """Saturated tanh has no gradient, so Adam drifts u outward at about lr a step, and without
+    the restoring term (slack = 1e9) coming back takes as long; with it (slack = 2) u stays
+    within reach and w returns to the new optimum in about a hundred steps."""
+    assert _steps_to_recover(LearnedLogVariance(octaves=4).double()) < 150
+    assert _steps_to_recover(LearnedLogVariance(octaves=4, slack=1e9).double()) >= 500
+
+
 def test_learned_scale_ignores_a_non_finite_batch():
     """A step the trainer skips (a NaN loss) must not poison the running scale."""
     weighting = LearnedLogVariance().double()

@@ -60,6 +60,22 @@ def test_psd_fraction_outside_the_unit_interval(capsys, tmp_path):
     assert "objective.psd.h = 2.0" in line and "(0, 1)" in line
 
 
+@pytest.mark.parametrize("teacher", ["online", "ema"])
+def test_esd_with_full_stopgrad_and_the_online_teacher_refuses_to_start(teacher, capsys, tmp_path):
+    """ESD's update under stopgrad.full has real part 1 + (t - s)^2 w (w + k.v) on a mode
+    exp(i(w s + k.x)), negative once (t - s)|k.v| > 2: with the online teacher it diverges, so
+    it is refused with the reason and the policies that work; an EMA teacher is not refused."""
+    argv = ["train", "smoke/checkerboard_esd.gin", "--no-eval", "--run-dir", str(tmp_path / "run")]
+    argv += ["--gin", "objective.esd.stopgrad = @stopgrad.full()", "--gin", f"train.teacher = @teacher.{teacher}()"]
+    if teacher == "ema":
+        assert cli.main([*argv, "--gin", "train.steps = 2", "--no-progress"]) == 0
+        return
+    line = one_error_line(capsys, argv)
+    assert "1 + (t - s)^2 w (w + k.v)" in line and "(t - s)|k.v| > 2" in line
+    assert "@stopgrad.teacher()" in line and "@stopgrad.mean_velocity()" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_the_class_hint_says_to_add_parentheses(capsys, tmp_path):
     binding = "train.interpolant = @interpolant.linear"
     line = one_error_line(capsys, ["train", SMOKE, "--no-eval", "--run-dir", str(tmp_path), "--gin", binding])

@@ -30,6 +30,7 @@ METHODS = [
         "meanflow",
         "consistency_training",
         "consistency_distillation",
+        "sct",
         "shortcut",
         "lagrangian_distillation",
         "progressive_flow_map_matching",

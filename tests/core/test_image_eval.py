@@ -53,3 +53,33 @@ def test_tile_lays_images_out_row_by_row_with_gaps():
     assert canvas.shape == (2 * 3 - 1, 2 * 4 - 1, 1)
     assert np.all(canvas[:2, :3] == 0) and np.all(canvas[:2, 4:] == 0.5) and np.all(canvas[3:, :3] == 1)
     assert np.all(canvas[2] == 1) and np.all(canvas[:, 3] == 1), "white gaps between images"
+
+
+class Recording:
+    """A metric that keeps what it was given."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, samples, dataset):
+        self.seen.append(samples)
+        return 0.0
+
+
+def test_images_are_quantised_to_8_bits_before_scoring():
+    """evaluate.quantise (default on): images are clipped to [-1, 1] and rounded to k / 127.5 - 1,
+    the 8-bit levels pytorch-fid and clean-fid see; 2D points are scored as drawn; off, images too."""
+    images = 1.2 * (2 * torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 1)
+    metric = Recording()
+    EvalSpec(metric=metric, sampler=object()).score(images, None)
+    levels = (metric.seen[-1] + 1) * 127.5
+    torch.testing.assert_close(levels, levels.round(), rtol=0, atol=1e-9)
+    assert levels.min() == 0 and levels.max() == 255
+    assert (metric.seen[-1] - images.clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-12
+    EvalSpec(metric=metric, sampler=object(), quantise=False).score(images, None)
+    assert torch.equal(metric.seen[-1], images)
+    points = torch.randn(16, 2, dtype=torch.float64)
+    EvalSpec(metric=metric, sampler=object()).score(points, None)
+    assert torch.equal(metric.seen[-1], points)

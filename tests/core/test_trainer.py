@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import cli, config, runs
+from flowmap_core import cli, config, report, runs
+from flowmap_core.rundir import RunDir
 from flowmap_core.protocols import ObjectiveOutput
 from flowmap_core.trainer import Trainer, TrainingError
 
@@ -58,8 +59,12 @@ def test_smoke_experiment_learns_and_writes_its_outputs(smoke, tmp_path, smoke_d
     assert "objective" in (run_dir / "operative_config.gin").read_text()
     steps = runs.build_spec().steps
     assert ckpt.complete_checkpoints(run_dir / "checkpoints")[-1].name == f"step_{steps:08d}"
-    report = (run_dir / "report.md").read_text()
-    assert "noise floor" in report and "ema_0.999" in report
+    text = (run_dir / "report.md").read_text()
+    assert "noise floor" in text and "ema_0.999" in text
+    scores = RunDir(run_dir).read_scores()
+    assert scores.budget.steps == steps and scores.budget.finished and scores.seed == runs.build_spec().seed
+    for table in scores.tables:  # report.md is scores.json rendered
+        assert report.score_table(table) in text
 
 
 def _trainer(bindings=(), run_dir=None, **kwargs):

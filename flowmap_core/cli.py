@@ -1,9 +1,11 @@
-"""The `flowmap` command: train, sample, eval, components.
+"""The `flowmap` command: train, sample, eval, components, sweep, report.
 
     flowmap train [CONFIG.gin] [--gin 'BINDING' ...] [--run-dir DIR] [--resume] [--force]
     flowmap sample RUN_DIR --steps K --n N --out FILE.npy
-    flowmap eval RUN_DIR                 (rewrites RUN_DIR/report.md and its figures)
+    flowmap eval RUN_DIR                 (rewrites RUN_DIR/scores.json, report.md and its figures)
     flowmap components
+    flowmap sweep CONFIG.gin ... --out DIR [--grid NAME VALUE ...] [--seeds 0 1 2]
+    flowmap report SWEEP_DIR ... [--out docs/sweeps.md]
 
 A bad config or argument is one `flowmap: error:` line (exit status 2); `--debug` (before
 the subcommand) or FLOWMAP_TRACEBACK=1 shows the full traceback instead.
@@ -66,17 +68,50 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("components", help="list every component family and its registered components")
+
+    sweep = sub.add_parser("sweep", help="train a grid of configs x bindings x seeds, then gather their scores")
+    _sweep_arguments(sweep)
+
+    pages = sub.add_parser("report", help="a results page (Markdown) from sweep directories")
+    pages.add_argument("sweeps", nargs="+", type=Path, help="directories written by `flowmap sweep`")
+    pages.add_argument("--out", type=Path, default=Path("docs/sweeps.md"))
+    pages.add_argument("--title", default="Sweeps: mean ± std over training seeds")
     return parser
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `flowmap sweep` (flowmap_core.sweep)."""
+    parser.add_argument("configs", nargs="+", help="gin files (one axis of the grid)")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory: OUT/<cell>/seed<k>, summary.*")
+    parser.add_argument(
+        "--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"), help="an axis: binding and values"
+    )
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="a binding for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="processes at once")
+    parser.add_argument("--threads", type=int, default=None, help="OMP threads per process (default: cores / jobs)")
+    parser.add_argument("--nice", type=int, default=0, help="run each process under nice -n NICE")
+    parser.add_argument("--no-eval", action="store_true", help="train only (done = trained to the last step)")
+    parser.add_argument("--print-commands", action="store_true", help="print each pending run's command and exit")
+    parser.add_argument("--aggregate", action="store_true", help="only gather the scores of the runs already there")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.typecheck:
         os.environ["FLOWMAP_TYPECHECK"] = "1"  # read once, when flowmap_core.typing is first imported
     imports = ["components", *args.imports]
     if args.imports and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the console script, unlike `python -m`, leaves it out
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "components": _components}
+    handlers = {
+        "train": _train,
+        "sample": _sample,
+        "eval": _eval,
+        "components": _components,
+        "sweep": _sweep,
+        "report": _report,
+    }
     try:
         return handlers[args.command](args, imports)
     except Exception as error:
@@ -177,6 +212,20 @@ def _eval(args: argparse.Namespace, imports: list[str]) -> int:
     print(f"scores of {args.run_dir} at step {trainer.step:,}")
     _print_scores(scores)
     print(f"flowmap: report written to {args.run_dir / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _sweep(args: argparse.Namespace, imports: list[str]) -> int:
+    from flowmap_core import sweep
+
+    return sweep.main(args, args.argv[args.argv.index("sweep") + 1 :])
+
+
+def _report(args: argparse.Namespace, imports: list[str]) -> int:
+    from flowmap_core import report
+
+    report.sweep_page(args.sweeps, args.out, args.title)
+    print(f"flowmap: report written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 
 from flowmap_core.evaluation import EvalResult, GuidedResult  # noqa: E402
 from flowmap_core.protocols import DensityDataset  # noqa: E402
+from flowmap_core.sweep import Summary, mean_std  # noqa: E402
 
 
 def write_run_figures(
@@ -175,3 +176,50 @@ def plot_guided(path: Path, guided: GuidedResult) -> None:
             score = guided.scores[w][steps]
             ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.3f}", fontsize=8)
     _save_panels(fig, axes, path)
+
+
+def plot_sweep(summary: Summary, path: Path) -> list[str]:
+    """Each cell's headline scores and its ODE baselines against NFE, mean ± 1 std over seeds,
+    each cell labelled with its mean training time; a point for each pair '<name> NFE',
+    '<name> score' of a tool's scores (tools/adaptive_ode.py's adaptive solver); the noise floor
+    dashed; a log score axis when every score is positive. Returns the labels."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = []
+
+    def draw(series, label: str) -> None:
+        x = sorted(series.values)
+        stats = [series.stats(k) for k in x]
+        errors = [0 if math.isnan(s) else s for _, s, _ in stats]
+        ax.errorbar(x, [m for m, _, _ in stats], yerr=errors, marker="o", label=label)
+        labels.append(label)
+
+    for cell in summary.cells:
+        headline = summary.headline(cell)
+        if headline is not None:
+            (_, _, timed), (seconds, _, _) = summary.budget(cell)
+            draw(headline, cell + (f" ({seconds / 60:.1f} min training)" if timed else ""))
+            floor, _, _ = summary.noise_floor(cell)
+            ax.plot(sorted(headline.values), [floor] * len(headline.values), linestyle="--", color="gray", linewidth=0.8)
+        for series in summary.baselines(cell):
+            draw(series, series.label)
+        scores = summary.tool_scores(cell)
+        for name in [key.removesuffix(" NFE") for key in scores if key.endswith(" NFE")]:
+            if f"{name} score" not in scores:
+                continue
+            nfe, _, _ = mean_std(scores[f"{name} NFE"])
+            value, width, _ = mean_std(scores[f"{name} score"])
+            label = f"{cell}, {name}"
+            ax.errorbar([nfe], [value], yerr=[0 if math.isnan(width) else width], marker="s", label=label)
+            labels.append(label)
+    if labels:
+        ax.set_xscale("log", base=2)
+        if not any(y <= 0 for line in ax.get_lines() for y in line.get_ydata()):
+            ax.set_yscale("log")
+        ax.set_xlabel("flow-map steps (or NFE)")
+        ax.set_ylabel("score (dashed: noise floor)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return labels

@@ -13,8 +13,14 @@ from typing import Any
 
 import attrs
 
+from flowmap_core.errors import FlowmapError
+
 FLOW_MAP = "flow map"
 FORMAT = 1
+
+
+class ScoresError(FlowmapError, ValueError):
+    """A scores.json this flowmap cannot read."""
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -80,10 +86,10 @@ class Table:
 
     def __attrs_post_init__(self) -> None:
         if self.unit not in ("steps", "NFE"):
-            raise ValueError(f"a table's unit is 'steps' or 'NFE', got {self.unit!r}")
+            raise ScoresError(f"a table's unit is 'steps' or 'NFE', got {self.unit!r}")
         for row in self.rows:
             if len(row.values) != len(self.counts):
-                raise ValueError(f"row {row.name!r} has {len(row.values)} values for {len(self.counts)} columns")
+                raise ScoresError(f"row {row.name!r} has {len(row.values)} values for {len(self.counts)} columns")
 
     def value(self, row: str, count: int) -> float:
         """The score of the row named `row` at step count (or NFE) `count`."""
@@ -173,7 +179,7 @@ class Scores:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Scores":
         if data.get("format") != FORMAT:
-            raise ValueError(
+            raise ScoresError(
                 f"scores of format {data.get('format')!r}, this flowmap reads format {FORMAT}; a flat "
                 "{'name': number} file predates it: convert the run with tools/convert_scores.py"
             )

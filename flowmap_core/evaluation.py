@@ -149,7 +149,9 @@ def draws(
     return truth, _noise(spec, dataset, generator, device=device, dtype=dtype)
 
 
-def noise(spec: EvalSpec, dataset: Dataset | StreamingDataset, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def noise(
+    spec: EvalSpec, dataset: Dataset | StreamingDataset, *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """The noise of `draws`, without keeping its true samples (a streamed dataset's are not read:
     they do not touch the generator)."""
     generator = torch.Generator().manual_seed(spec.seed)

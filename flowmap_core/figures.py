@@ -199,7 +199,9 @@ def plot_sweep(summary: Summary, path: Path) -> list[str]:
             (_, _, timed), (seconds, _, _) = summary.budget(cell)
             draw(headline, cell + (f" ({seconds / 60:.1f} min training)" if timed else ""))
             floor, _, _ = summary.noise_floor(cell)
-            ax.plot(sorted(headline.values), [floor] * len(headline.values), linestyle="--", color="gray", linewidth=0.8)
+            ax.plot(
+                sorted(headline.values), [floor] * len(headline.values), linestyle="--", color="gray", linewidth=0.8
+            )
         for series in summary.baselines(cell):
             draw(series, series.label)
         scores = summary.tool_scores(cell)

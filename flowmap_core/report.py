@@ -229,7 +229,9 @@ def verdicts(stats: dict[str, dict[str, tuple[float, float, int]]], columns: Seq
                 for cell, (m, s, _) in scored.items()
                 if cell != best and m - mean > width + (s if math.isfinite(s) else 0.0)
             ]
-            lost = f"; behind it beyond the spread: {', '.join(behind)}" if behind else "; none behind beyond the spread"
+            lost = (
+                f"; behind it beyond the spread: {', '.join(behind)}" if behind else "; none behind beyond the spread"
+            )
             lines.append(f"  - {column}: best {_label(best, key)} ({mean:.4g}){lost}")
     few = [cell for cell, by_column in stats.items() if max((n for *_, n in by_column.values()), default=0) < 3]
     if few:

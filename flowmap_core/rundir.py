@@ -125,7 +125,9 @@ class RunDir:
         """Drop metric records past `step` (a resumed run trains those steps again)."""
         if not self.metrics.is_file():
             return
-        kept = [line for line in self.metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        kept = [
+            line for line in self.metrics.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
+        ]
         tmp = self.metrics.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(self.metrics)

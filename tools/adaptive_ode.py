@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from flowmap_core import report
-from flowmap_core.rundir import RunDir
 from flowmap_core.run_sampler import RunSampler
+from flowmap_core.rundir import RunDir
 
 
 def score(run_dir: Path, tolerances: tuple[float, ...], samples: int, weights: str | None) -> dict[str, float]:

@@ -15,8 +15,8 @@ same on any machine; the minutes column converts it at `--fm-ms` per flow-matchi
 `--overhead-min` (install and evaluation) are within `--budget-min`.
 
 Writes SWEEP_DIR/front.md and front.png: the headline score at each `--nfe` (flow-map
-steps), mean ± sample std over seeds, against cost, the targets, which cells are on the front (no cell at most as costly is
-better in every column) and which meet every target.
+steps), mean ± sample std over seeds, against cost, the targets, which cells are on the
+front (no cell at most as costly is better in every column) and which meet every target.
 """
 
 import argparse

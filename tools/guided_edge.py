@@ -47,7 +47,8 @@ def score(run_dir: Path, steps: tuple[int, ...], samples: int, weights: str | No
             ["ratio to the label-free map", *[f"{scores[f'w0_ratio_{k}']:.2f}" for k in steps]],
         ],
     )
-    text = f"Weights {sampler.weights}, {samples:,} samples per row, every row against the whole density.\n\n{table}\n\n{summary}\n"
+    intro = f"Weights {sampler.weights}, {samples:,} samples per row, every row against the whole density."
+    text = f"{intro}\n\n{table}\n\n{summary}\n"
     run = RunDir(run_dir)
     run.write("guided_edge.md", text)
     run.add_tool_scores(scores)

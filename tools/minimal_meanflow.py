@@ -21,7 +21,6 @@ the KL table of the EMA weights (200,000 samples per step count).
 
 import argparse
 import copy
-import json
 import math
 import sys
 import time
@@ -92,8 +91,7 @@ def sample(u: nn.Module, e: torch.Tensor, steps: int, batch: int = 50_000) -> to
 
 def train(steps: int, seed: int, batch: int = 1024, lr: float = 2e-3) -> tuple[nn.Module, float]:
     import components  # noqa: F401  (registers the checkerboard and the metric)
-    from flowmap_core import registry, report
-    from flowmap_core.rundir import RunDir
+    from flowmap_core import registry
 
     data = registry.build("dataset", "checkerboard")
     torch.manual_seed(seed)

@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         cells[cell] = (method, dimension, separation)
     unscored = [r for r in planned if r.status() == "done" and not RunDir(r.run_dir).read_scores().tool]
     failed += score_runs([r.run_dir for r in unscored], args)
-    sweep.record_plan(planned, args.out, argv if argv is not None else sys.argv[1:], tool="python tools/mixture_experiment.py")
+    sweep.record_plan(
+        planned, args.out, argv if argv is not None else sys.argv[1:], tool="python tools/mixture_experiment.py"
+    )
     print(sweep.aggregate(planned, args.out))
     figure = plot_errors(args.out, sweep.Summary.read(args.out), cells)
     print(f"mixture_experiment: {args.out / 'summary.md'}, {figure}", file=sys.stderr)

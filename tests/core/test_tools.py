@@ -1,6 +1,5 @@
 """The benchmarks under tools/ run and print their tables (timings are theirs to report, not asserted)."""
 
-import json
 import math
 import re
 import shutil

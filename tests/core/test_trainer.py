@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from flowmap_core import checkpoint as ckpt
 from flowmap_core import cli, config, report, runs
-from flowmap_core.rundir import RunDir
 from flowmap_core.protocols import ObjectiveOutput
+from flowmap_core.rundir import RunDir
 from flowmap_core.trainer import Trainer, TrainingError
 
 SMOKE = sorted((config.GIN_DIR / "smoke").glob("*.gin"))

@@ -16,7 +16,10 @@ _spec.loader.exec_module(mixture_experiment)
 
 def _summary(cells):
     """A sweep's summary: two seeds of tool scores per cell."""
-    seeds = {0: {"map error (grid mean)": 0.1, "flow map NFE 1 error": 0.3}, 1: {"map error (grid mean)": 0.2, "flow map NFE 1 error": 0.4}}
+    seeds = {
+        0: {"map error (grid mean)": 0.1, "flow map NFE 1 error": 0.3},
+        1: {"map error (grid mean)": 0.2, "flow map NFE 1 error": 0.4},
+    }
     return Summary({cell: {seed: Scores(tool=tool) for seed, tool in seeds.items()} for cell in cells})
 
 

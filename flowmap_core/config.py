@@ -1,4 +1,4 @@
-"""Reading gin configs: the repository's search path, component imports, and clear errors.
+"""Reading gin configs: where they are found, component imports, and clear errors.
 
 Unknown configurables, unknown parameters and malformed files are errors that name the
 file and line; unknown component names list the known ones of their family.
@@ -17,8 +17,18 @@ import gin
 from flowmap_core import registry
 from flowmap_core.errors import FlowmapError
 
-GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
-"""The repository's gin folder: `include` paths are resolved against it."""
+
+
+def _gin_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "gin"
+
+
+GIN_DIR = _gin_dir()
+"""The gin configs: `flowmap_core/configs` in an installed package (a wheel ships the
+repository's gin/ folder there), else the repository's gin/ beside the package. `include`
+paths and config names (`experiments/checkerboard_lsd.gin`) are resolved against it."""
 
 DEFAULT_IMPORTS = ("components",)
 
@@ -39,8 +49,12 @@ def import_components(modules: Sequence[str] = DEFAULT_IMPORTS) -> None:
 
 
 def resolve_config_file(path: str | Path) -> Path:
-    """A config path as given, or relative to the repository's gin folder."""
-    candidates = [Path(path), GIN_DIR / path, GIN_DIR.parent / path]
+    """A config path as given, or relative to the gin configs (`gin/experiments/...` names the
+    same file as `experiments/...`, in a checkout or an installed package)."""
+    parts = Path(path).parts
+    candidates = [Path(path), GIN_DIR / path]
+    if len(parts) > 1 and parts[0] == "gin":
+        candidates.append(GIN_DIR.joinpath(*parts[1:]))
     for candidate in candidates:
         if candidate.is_file():
             return candidate

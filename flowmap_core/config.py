@@ -18,7 +18,6 @@ from flowmap_core import registry
 from flowmap_core.errors import FlowmapError
 
 
-
 def _gin_dir() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "configs"

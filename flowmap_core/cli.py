@@ -10,7 +10,7 @@
 A bad config or argument is one `flowmap: error:` line (exit status 2); `--debug` (before
 the subcommand) or FLOWMAP_TRACEBACK=1 shows the full traceback instead.
 `--typecheck` (before the subcommand) turns on runtime shape checks; `--import MODULE`
-registers components from your own module (repeatable; `components` is always loaded),
+registers components from your own module (repeatable; `flowmap_components` is always loaded),
 found as `python -m` finds it: in the current directory first, then on sys.path.
 Under torchrun, `python -m flowmap_core.cli train ...` trains on every process.
 """
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.typecheck:
         os.environ["FLOWMAP_TYPECHECK"] = "1"  # read once, when flowmap_core.typing is first imported
-    imports = ["components", *args.imports]
+    imports = ["flowmap_components", *args.imports]
     if args.imports and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the console script, unlike `python -m`, leaves it out
     handlers = {

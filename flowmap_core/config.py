@@ -7,6 +7,7 @@ file and line; unknown component names list the known ones of their family.
 import importlib
 import logging
 import re
+import sys
 import tokenize
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,11 @@ GIN_DIR = _gin_dir()
 repository's gin/ folder there), else the repository's gin/ beside the package. `include`
 paths and config names (`experiments/checkerboard_lsd.gin`) are resolved against it."""
 
-DEFAULT_IMPORTS = ("components",)
+DEFAULT_IMPORTS = ("flowmap_components",)
+
+RENAMED = {"components": "flowmap_components"}
+"""Earlier import names of component packages: a run directory written before components/
+installed as `flowmap_components` has `import components` in its config.gin."""
 
 _SEARCH_PATHS: set[str] = set()
 
@@ -39,12 +44,16 @@ class ConfigError(FlowmapError, ValueError):
 
 
 def import_components(modules: Sequence[str] = DEFAULT_IMPORTS) -> None:
-    """Import the modules whose components a config may use (registration happens on import)."""
+    """Import the modules whose components a config may use (registration happens on import);
+    an earlier name in a config (`RENAMED`) refers to the package under its current name."""
     for module in modules:
         try:
-            importlib.import_module(module)
+            importlib.import_module(RENAMED.get(module, module))
         except ModuleNotFoundError as error:
             raise ConfigError(f"cannot import component module {module!r}: {error}") from error
+    for old, new in RENAMED.items():
+        if new in sys.modules:
+            sys.modules.setdefault(old, sys.modules[new])
 
 
 def resolve_config_file(path: str | Path) -> Path:

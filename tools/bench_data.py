@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from components.datasets.shards import Shards
-from components.datasets.synthetic_images import write_synthetic
+from flowmap_components.datasets.shards import Shards
+from flowmap_components.datasets.synthetic_images import write_synthetic
 from flowmap_core import config, report, runs
 from flowmap_core.protocols import StreamRequest
 from flowmap_core.trainer import Trainer

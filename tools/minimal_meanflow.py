@@ -90,7 +90,7 @@ def sample(u: nn.Module, e: torch.Tensor, steps: int, batch: int = 50_000) -> to
 
 
 def train(steps: int, seed: int, batch: int = 1024, lr: float = 2e-3) -> tuple[nn.Module, float]:
-    import components  # noqa: F401  (registers the checkerboard and the metric)
+    import flowmap_components  # noqa: F401  (registers the checkerboard and the metric)
     from flowmap_core import registry
 
     data = registry.build("dataset", "checkerboard")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=None, help="write scores.json here")
     args = parser.parse_args(argv)
-    import components  # noqa: F401  (registers the checkerboard and the metric)
+    import flowmap_components  # noqa: F401  (registers the checkerboard and the metric)
     from flowmap_core import registry, report
     from flowmap_core.rundir import RunDir
 

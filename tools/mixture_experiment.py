@@ -44,9 +44,9 @@ STEP_COUNTS = (1, 2, 4, 8, 16)
 def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: int = 0) -> dict[str, float]:
     """Score a finished mixture run against its exact map; write flow_map_error.{json,png} and
     scores.json into it; return the scores."""
-    from components.metrics.flow_map_error import flow_map_error_grid, plot_error_grid, sampling_error
-    from components.samplers.flow_map import FlowMapSampler
-    from components.samplers.ode import ODESampler
+    from flowmap_components.metrics.flow_map_error import flow_map_error_grid, plot_error_grid, sampling_error
+    from flowmap_components.samplers.flow_map import FlowMapSampler
+    from flowmap_components.samplers.ode import ODESampler
     from flowmap_core.run_sampler import RunSampler
 
     sampler = RunSampler.open(run_dir)

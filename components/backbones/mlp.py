@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.backbones.time_features import FourierTimeFeatures
-from components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
+from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
 

@@ -3,9 +3,9 @@
 import attrs
 import torch
 
-from components.objectives.residual import mean_square
-from components.stopgrad.policies import TeacherStopGradient
-from components.velocities.model import ModelVelocity
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.stopgrad.policies import TeacherStopGradient
+from flowmap_components.velocities.model import ModelVelocity
 from flowmap_core.autodiff import jvp
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource

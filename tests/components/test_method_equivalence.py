@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.time_samplers.consistency import ConsistencySchedule
+from flowmap_components.time_samplers.consistency import ConsistencySchedule
 from flowmap_core import cli, config, runs
 from flowmap_core.protocols import Draw
 from flowmap_core.trainer import Trainer

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.time_samplers.beta_gap import BetaGap
-from components.time_samplers.shift import Shift, shift_time
-from components.time_samplers.uniform import UniformTriangle
+from flowmap_components.time_samplers.beta_gap import BetaGap
+from flowmap_components.time_samplers.shift import Shift, shift_time
+from flowmap_components.time_samplers.uniform import UniformTriangle
 from flowmap_core import registry
 from flowmap_core.protocols import Draw
 from tests.instances import instances

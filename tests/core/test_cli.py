@@ -31,7 +31,7 @@ def test_import_finds_a_module_in_the_current_directory(tmp_path):
     """`flowmap --import my_module`, as the README writes it, from the folder holding my_module.py."""
     module = """
         from flowmap_core.registry import register
-        from components.weighting.uniform import Uniform
+        from flowmap_components.weighting.uniform import Uniform
 
         @register("weighting", "from_the_current_directory")
         class Mine(Uniform):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.datasets.shards import Shards
+from flowmap_components.datasets.shards import Shards
 from flowmap_core import cli, config
 from flowmap_core.evaluation import EvalSpec, real_samples
 from flowmap_core.figures import tile

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from components.datasets.checkerboard import Checkerboard
+from flowmap_components.datasets.checkerboard import Checkerboard
 from flowmap_core import figures, registry, report
 from flowmap_core.evaluation import ClassOf, EvalResult, EvalSpec, evaluate_guided
 from flowmap_core.sampling import Samples

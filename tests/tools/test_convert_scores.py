@@ -25,7 +25,9 @@ def test_an_old_run_and_its_sweep_are_converted(smoke_run, tmp_path, capsys):
     capsys.readouterr()
     run = RunDir(run_dir)
     scored = run.read_scores()
-    run.scores.write_text(json.dumps({"other": 1.0}))  # what a tool wrote before the change
+    run.scores.write_text(json.dumps({"other": 1.0}))  # what a tool wrote before scores.json had tables
+    old_config = run.config.read_text().replace("import flowmap_components", "import components")
+    run.config.write_text(old_config)  # the package's name before it was namespaced
 
     sweep.record_plan(runs, tmp_path / "sweep", [])
     assert convert_scores.main([str(tmp_path / "sweep")]) == 0

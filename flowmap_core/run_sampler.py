@@ -79,17 +79,17 @@ class RunSampler:
         X: FlowMap | None = None,
     ) -> Samples:
         """Samples from `x0` (on the CPU): `steps` steps of the evaluation's sampler, exactly as
-        the evaluation takes them; or flow-map jumps along `grid`; or, with `ode` (euler, heun,
-        rk4: `steps` steps; dopri5: adaptive), an ODE solve of the velocity b_t = v_{t,t}. `X`
-        replaces the run's map (e.g. `given(label, w)`). NFE is per sample; for dopri5 it is
+        the evaluation takes them; or flow-map jumps along `grid`; or, with `ode`, an ODE solve of
+        the velocity b_t = v_{t,t} (euler, heun, rk4: `steps` steps or `grid`; dopri5: adaptive).
+        `X` replaces the run's map (e.g. `given(label, w)`). NFE is per sample; for dopri5 it is
         the most any chunk took."""
         X = self.X if X is None else X
-        if (steps is None) == (grid is None) and not (ode == "dopri5" and steps is None):
-            raise ValueError("give exactly one of `steps` and `grid`")
-        if ode is None and grid is None:
+        if ode is None and grid is None and steps is not None:
             x = sample_all(self.spec, X, x0, steps, self.trainer.spec.interpolant, self.trainer.device)
             return Samples(x=x, nfe=steps * getattr(self.spec.sampler, "nfe_per_step", 1))
-        outs = [self.chunk(X, chunk, steps, grid=grid, ode=ode) for chunk in x0.split(self.spec.chunk)]
+        if ode != "dopri5" and (steps is None) == (grid is None):
+            raise ValueError("give exactly one of `steps` and `grid` (none with ode='dopri5')")
+        outs = [_sample_chunk(X, chunk, steps, grid, ode) for chunk in x0.split(self.spec.chunk)]
         return Samples(x=torch.cat([out.x.cpu() for out in outs]), nfe=max(out.nfe for out in outs))
 
     def sample_chunks(self, x0: Tensor, *, ode: str, rtol: float, atol: float) -> list[Samples]:
@@ -98,14 +98,15 @@ class RunSampler:
             ode_sample(self.X.velocity, chunk, solver=ode, rtol=rtol, atol=atol) for chunk in x0.split(self.spec.chunk)
         ]
 
-    @staticmethod
-    def chunk(X: FlowMap, x0: Tensor, steps: int | None, *, grid: Tensor | None, ode: str | None) -> Samples:
-        if ode is None:
-            return flow_map_sample(X, x0, grid=grid.to(x0))
-        if ode == "dopri5":
-            return ode_sample(X.velocity, x0, solver=ode)
-        return ode_sample(X.velocity, x0, solver=ode, steps=steps, grid=grid)
-
     def score(self, x: Tensor) -> float:
         """The run's metric of samples `x` against its data."""
         return self.spec.metric(x, self.dataset)
+
+
+def _sample_chunk(X: FlowMap, x0: Tensor, steps: int | None, grid: Tensor | None, ode: str | None) -> Samples:
+    """Flow-map jumps along `grid`, or an ODE solve of X's velocity."""
+    if ode is None:
+        return flow_map_sample(X, x0, grid=grid.to(x0))
+    if ode == "dopri5":
+        return ode_sample(X.velocity, x0, solver=ode)
+    return ode_sample(X.velocity, x0, solver=ode, steps=steps, grid=grid)

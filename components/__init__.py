@@ -7,6 +7,7 @@ from flowmap_components import (  # noqa: F401
     backbones,
     conditioning,
     datasets,
+    derivatives,
     exact,
     features,
     interpolants,

@@ -22,11 +22,13 @@ import attrs
 import torch
 from torch import Tensor
 
+from flowmap_core import records
 from flowmap_core.registry import declare_family
 
 # --------------------------------------------------------------------------- records
 
 
+@records.traceable
 @attrs.frozen
 class Coefficients:
     """Interpolant schedule at times t: `x_t = alpha x0 + beta x1` and its time derivatives."""
@@ -37,6 +39,7 @@ class Coefficients:
     beta_dot: Tensor
 
 
+@records.traceable
 @attrs.frozen
 class InterpolantPoint:
     """A point of the interpolant, `xt = alpha(t) x0 + beta(t) x1`, and `dxt = d/dt xt`."""
@@ -45,6 +48,7 @@ class InterpolantPoint:
     dxt: Tensor
 
 
+@records.traceable
 @attrs.frozen
 class Batch:
     """A batch of data `x1` (batch-first), with optional integer class labels."""
@@ -60,6 +64,7 @@ class Batch:
         return Batch(x1=self.x1.to(device=device, dtype=dtype), label=label)
 
 
+@records.traceable
 @attrs.frozen
 class TimeSample:
     """Time pairs for one batch: `s[i]`, `t[i]`; the first `n_diagonal` rows have s = t.
@@ -78,6 +83,7 @@ class TimeSample:
         return self.s.shape[0]
 
 
+@records.traceable
 @attrs.frozen
 class ObjectiveOutput:
     """Per-example loss `(batch,)` and named scalar terms for logging."""
@@ -141,10 +147,12 @@ class StopGradient(Protocol):
     implicit teacher's output (the target); `target_input(x)` is applied to a student
     quantity before it enters the teacher; `derivative(d)` to the student's time
     derivative term; `stops_transport` says whether the transport term of the Eulerian
-    objective carries gradient.
+    objective carries gradient, `stops_derivative` whether `derivative` detaches (then an
+    objective may take one derivative of the student where it would take two).
     """
 
     stops_transport: bool
+    stops_derivative: bool
 
     def target(self, fn: Callable[..., Tensor], *args: Any) -> Tensor: ...
 
@@ -170,6 +178,7 @@ class VelocitySource(Protocol):
         """`x` (at time s) carried to time u: along the pair, or by one Euler step."""
 
 
+@records.traceable
 @attrs.frozen
 class ObjectiveInput:
     """Everything an objective sees for one batch.
@@ -190,20 +199,28 @@ class ObjectiveInput:
     n_diagonal: int = 0
     u: Tensor | None = None
     generator: torch.Generator | None = None
+    uniforms: Tensor | None = None
 
     def __len__(self) -> int:
         return self.x0.shape[0]
 
+    def uniform(self) -> Tensor:
+        """One U(0, 1) draw per example `(batch,)`, in the times' dtype and device."""
+        if self.uniforms is not None:
+            return self.uniforms.to(self.s.dtype)
+        return torch.rand(self.s.shape, generator=self.generator, device=self.s.device, dtype=self.s.dtype)
+
     def rows(self, index: slice) -> "ObjectiveInput":
         """The same input restricted to a range of rows."""
         start, stop, _ = index.indices(len(self))
-        return attrs.evolve(
+        return records.evolve(
             self,
             x0=self.x0[index],
             x1=self.x1[index],
             s=self.s[index],
             t=self.t[index],
             u=None if self.u is None else self.u[index],
+            uniforms=None if self.uniforms is None else self.uniforms[index],
             student=self.student.rows(index),
             teacher=self.teacher.rows(index),
             n_diagonal=max(0, min(stop, self.n_diagonal) - start),
@@ -219,6 +236,10 @@ class FlowMapLike(Protocol):
 
     def velocity(self, x: Tensor, t: Tensor) -> Tensor: ...
 
+    def mean_velocity_tangent(
+        self, x: Tensor, s: Tensor, t: Tensor, dx: Tensor | None, ds: Tensor | None, dt: Tensor | None
+    ) -> tuple[Tensor, Tensor]: ...
+
     def rows(self, index: slice) -> "FlowMapLike": ...
 
     def with_cond(self, **cond: Tensor) -> "FlowMapLike": ...
@@ -229,6 +250,49 @@ class Objective(Protocol):
     """A training loss: per-example values for a batch of (x0, x1, s, t)."""
 
     def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput: ...
+
+
+@runtime_checkable
+class Derivative(Protocol):
+    """How an objective differentiates the student's mean velocity along a direction.
+
+    `__call__(X, x, s, t, dx=..., ds=..., dt=...)` returns `(V_{s,t}(x), dV)` with
+    `dV = d/de V_{s+e ds, t+e dt}(x + e dx)` at e = 0 (a tangent left None is zero):
+    d/dt V is `dt = 1`, d/ds V is `ds = 1`, ESD's d/ds V + grad_x V . v is `(dx, ds) = (v, 1)`.
+    Both outputs carry gradient to the student's parameters. `compiles` says whether a
+    training step using it traces whole under `torch.compile(fullgraph=True)` in the
+    installed torch; `exact` whether dV is exact (up to float rounding) or an approximation.
+    """
+
+    compiles: bool
+    exact: bool
+
+    def unavailable(self, X: "FlowMapLike") -> str | None:
+        """Why this strategy cannot differentiate `X` (e.g. its backbone has no tangent pass), or None."""
+
+    def __call__(
+        self,
+        X: "FlowMapLike",
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        *,
+        dx: Tensor | None = None,
+        ds: Tensor | None = None,
+        dt: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class HasTangentPass(Protocol):
+    """A backbone with an explicit tangent pass: `tangent(x, s, t, dx, ds, dt, **cond)` returns
+    `(forward(x, s, t, **cond), its derivative along (dx, ds, dt))` computed layer by layer
+    with ordinary ops (each layer's tangent rule), so the pass compiles and backpropagates
+    like a forward pass. A tangent left None is zero."""
+
+    def tangent(
+        self, x: Tensor, s: Tensor, t: Tensor, dx: Tensor | None, ds: Tensor | None, dt: Tensor | None, **cond: Tensor
+    ) -> tuple[Tensor, Tensor]: ...
 
 
 @runtime_checkable
@@ -255,6 +319,7 @@ class SharesBatchStatistics(Protocol):
     def share_across_ranks(self, sum_over_ranks: Callable[[Tensor], Tensor]) -> None: ...
 
 
+@records.traceable
 @attrs.frozen
 class Draw:
     """A request to a time sampler: `n` pairs for training step `step` of `total_steps`,
@@ -290,6 +355,7 @@ class Dataset(Protocol):
     def sample(self, n: int, *, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Batch: ...
 
 
+@records.traceable
 @attrs.frozen
 class StreamRequest:
     """What a streaming dataset is asked for: batches of `batch_size` examples for process
@@ -455,7 +521,12 @@ declare_family(
 declare_family(
     "stopgrad",
     "where the stop-gradient sits in a self-distillation objective",
-    ("stops_transport", "target", "target_input", "derivative"),
+    ("stops_transport", "stops_derivative", "target", "target_input", "derivative"),
+)
+declare_family(
+    "derivative",
+    "how objectives take d/dt, d/ds and directional derivatives of the student's V_{s,t}",
+    ("compiles", "exact", "unavailable", "__call__"),
 )
 declare_family("weighting", "reduction of per-example losses, possibly learned", ("__call__",))
 declare_family("time_sampler", "distributions of the (s, t) pairs of a batch", ("__call__",))
@@ -489,10 +560,12 @@ __all__ = [
     "Conditioning",
     "Dataset",
     "DensityDataset",
+    "Derivative",
     "Draw",
     "ExactFlow",
     "FeatureExtractor",
     "FlowMapLike",
+    "HasTangentPass",
     "Interpolant",
     "InterpolantPoint",
     "LabelledDensityDataset",

@@ -14,7 +14,7 @@ which records the class under (family, name) and registers it with gin as
 short name is unambiguous). Direct Python calls of the class are left untouched.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -129,6 +129,17 @@ def _has_attribute(cls: type, attr: str) -> bool:
         if attr in vars(klass) or attr in getattr(klass, "__annotations__", {}):
             return True
     return attrs.has(cls) and attr in attrs.fields_dict(cls)
+
+
+def parts(component: Any) -> Iterator[Any]:
+    """`component` and every component nested in its attrs fields (tuples and lists too), depth first."""
+    yield component
+    if attrs.has(type(component)):
+        for field in attrs.fields(type(component)):
+            yield from parts(getattr(component, field.name))
+    elif isinstance(component, tuple | list):
+        for item in component:
+            yield from parts(item)
 
 
 def first_doc_line(obj: object) -> str:

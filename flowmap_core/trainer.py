@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import data, distributed, validators
+from flowmap_core import data, distributed, records, registry, validators
 from flowmap_core.ema import EMA
 from flowmap_core.errors import FlowmapError
 from flowmap_core.flow_map import FlowMap
@@ -59,6 +59,10 @@ from flowmap_core.step_stats import SkipCounter, StepResult, Window
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 """Autocast dtype of the loss computation (weights and optimiser stay in `train.dtype`)."""
+COMPILE_MODES = ("none", "backbone", "step")
+"""`train.compile`: nothing; the backbone's forward (`torch.compile(net)`); or the whole loss,
+objective with its derivatives and weighting, with `fullgraph=True`, so that its backward
+pass is compiled too (the optimiser step stays eager)."""
 
 
 class TrainingError(FlowmapError, RuntimeError):
@@ -137,6 +141,11 @@ def _ema_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, list | tuple) else (value,)
 
 
+def _compile_mode(value: Any) -> Any:
+    """`train.compile`: True and False (the older switch) read as 'backbone' and 'none'."""
+    return {True: "backbone", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
 def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str):
         raise TrainingError(f"train.device must be a string ('auto', 'cpu', 'cuda', 'cuda:1', ...), got {value!r}")
@@ -156,8 +165,10 @@ class TrainSpec:
     `teacher` picks the network that supplies self-distillation targets (the online
     weights, the paper's choice, or an EMA). `steps` defines the run, not wall time,
     so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
-    loss computation, `compile` wraps the backbone in `torch.compile`, `tf32` allows
-    TensorFloat-32 matmuls on CUDA.
+    loss computation, `tf32` allows TensorFloat-32 matmuls on CUDA. `compile` is one of
+    `COMPILE_MODES`: 'backbone' wraps the backbone in `torch.compile`, 'step' compiles the
+    whole loss (a derivative strategy that cannot compile, forward-mode AD, falls back to
+    'backbone' with one line saying so).
     """
 
     config_name = "train"
@@ -183,7 +194,7 @@ class TrainSpec:
     seed: int = attrs.field(default=0, validator=_integer)
     dtype: str = "float32"
     precision: str = "float32"
-    compile: bool = attrs.field(default=False, validator=_boolean)
+    compile: str = attrs.field(default="none", converter=_compile_mode)
     tf32: bool = attrs.field(default=True, validator=_boolean)
     device: str = attrs.field(default="auto", validator=_device)
     log_every: int = attrs.field(default=100, validator=_positive)
@@ -196,8 +207,13 @@ class TrainSpec:
             raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.precision not in PRECISIONS:
             raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            raise TrainingError(
+                f"train.compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {self.compile!r}"
+            )
 
 
+@records.traceable
 @attrs.frozen
 class StepInput:
     """The random draws of one step: data, noise, times and the network's conditioning."""
@@ -255,15 +271,24 @@ class Trainer:
         self.optimizer = spec.optimizer(self.parameters)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.ema = EMA(self.net, spec.ema_rates, warmup=spec.ema_warmup)
-        self.forward = torch.compile(self.net) if spec.compile else self.net
+        self.compile = self._compile_mode()
+        self.forward = torch.compile(self.net) if self.compile == "backbone" else self.net
+        self.student = self.flow_map()
         try:
-            self.teacher = spec.teacher.flow_map(self.flow_map(), self.ema.nets)
+            self.teacher = spec.teacher.flow_map(self.student, self.ema.nets)
         except ValueError as error:
             raise TrainingError(str(error)) from error
+        self._check_derivatives()
+        self._objective_loss = (
+            torch.compile(self._weighted_objective, fullgraph=True)
+            if self.compile == "step"
+            else self._weighted_objective
+        )
 
         stream = spec.seed * 1_000_003 + self.context.rank
         self.host_generator = torch.Generator().manual_seed(stream)
         self.device_generator = torch.Generator(device=self.device).manual_seed(stream + 7919)
+        self.objective_generator = torch.Generator(device=self.device).manual_seed(stream + 104_729)
         self.step = 0
         self._skips = SkipCounter(self.device)
         self._last_check = 0
@@ -276,6 +301,33 @@ class Trainer:
             self._prepare_run_dir(resume=resume, force=force)
 
     # ------------------------------------------------------------------ the step
+
+    def _compile_mode(self) -> str:
+        """`train.compile`, or 'backbone' (said in one line) where the objective holds a component
+        that cannot be compiled whole (`compiles = False`: forward-mode AD in torch 2.13)."""
+        if self.spec.compile != "step":
+            return self.spec.compile
+        blockers = [p for p in registry.parts(self.spec.objective) if getattr(p, "compiles", True) is False]
+        if not blockers:
+            return "step"
+        names = sorted({f"{type(p).registry_family}.{type(p).registry_name}" for p in blockers})
+        self._log(
+            f"train.compile = 'step': {', '.join(names)} cannot be compiled whole in torch {torch.__version__} "
+            "(AOT autograd rejects forward-mode AD); compiling the backbone only. "
+            "@derivative.tangent_pass() or @derivative.finite_difference() compile whole"
+        )
+        return "backbone"
+
+    def _check_derivatives(self) -> None:
+        """Every derivative strategy of the objective can differentiate the student and teacher."""
+        for part in registry.parts(self.spec.objective):
+            unavailable = getattr(part, "unavailable", None)
+            if not callable(unavailable) or not hasattr(part, "compiles"):
+                continue
+            for X in (self.student, self.teacher):
+                why = unavailable(X) if hasattr(X, "net") else None
+                if why:
+                    raise TrainingError(f"{type(part).registry_family}.{type(part).registry_name}: {why}")
 
     def flow_map(self, net: nn.Module | None = None) -> FlowMap:
         """The flow map of `net` (default: the online network, compiled if asked) under the
@@ -336,18 +388,33 @@ class Trainer:
         self._checked_data = True
 
     def loss(self, inputs: StepInput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted objective for one step's inputs, and its named terms."""
+        """The weighted objective for one step's inputs, and its named terms. A compiled step
+        ('step') draws the objective's per-example uniforms (`ObjectiveInput.uniform`) here,
+        from its own generator, as a compiled graph cannot draw from one; an eager step lets
+        the objective draw them from the device generator."""
+        uniforms = None
+        if self.compile == "step":
+            uniforms = torch.rand(
+                len(inputs.x0), generator=self.objective_generator, device=self.device, dtype=self.dtype
+            )
+        return self._objective_loss(inputs, uniforms)
+
+    def _weighted_objective(
+        self, inputs: StepInput, uniforms: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`loss` itself, what a compiled step traces."""
         inp = ObjectiveInput(
             x0=inputs.x0,
             x1=inputs.batch.x1,
             s=inputs.times.s,
             t=inputs.times.t,
             interpolant=self.spec.interpolant,
-            student=self.flow_map().with_cond(**inputs.cond),
+            student=self.student.with_cond(**inputs.cond),
             teacher=self.teacher.with_cond(**inputs.cond),
             n_diagonal=inputs.times.n_diagonal,
             u=inputs.times.u,
-            generator=self.device_generator,
+            generator=None if uniforms is not None else self.device_generator,
+            uniforms=uniforms,
         )
         autocast = PRECISIONS[self.spec.precision]
         with torch.autocast(self.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -488,7 +555,11 @@ class Trainer:
     def state(self) -> ckpt.Checkpoint:
         """The run's full state, as a checkpoint."""
         ema = {f"{name}/{k}": v for name, net in self.ema.named().items() for k, v in net.state_dict().items()}
-        rng = {"host": self.host_generator.get_state(), "device": self.device_generator.get_state()}
+        rng = {
+            "host": self.host_generator.get_state(),
+            "device": self.device_generator.get_state(),
+            "objective": self.objective_generator.get_state(),
+        }
         rng["torch"] = torch.get_rng_state()
         state = {
             "step": self.step,
@@ -516,6 +587,8 @@ class Trainer:
         self.optimizer.load_state_dict(found.optimizer)
         self.host_generator.set_state(found.rng["host"])
         self.device_generator.set_state(found.rng["device"])
+        if "objective" in found.rng:  # checkpoints written before compiled steps had it
+            self.objective_generator.set_state(found.rng["objective"])
         torch.set_rng_state(found.rng["torch"])
         self.step = found.state["step"]
         self._skips = SkipCounter(self.device, total=found.state["skipped"], in_a_row=found.state["consecutive_skips"])

@@ -1,18 +1,25 @@
-"""Time a training step: each objective against flow matching, and the framework's tax.
+"""Time a training step: each objective against flow matching, beside its FLOP and op counts.
 
     python tools/bench_step.py [--steps 60] [--rounds 5] [--config experiments/checkerboard_lsd.gin]
                                [--variant 'BINDING[; BINDING]' ...]
     python tools/bench_step.py --dataset fashion_mnist [--methods fm lsd esd psd_m] [--gin BINDING ...]
-                               [--compiled]
+                               [--compile none step] [--derivative forward_ad tangent_pass ...]
 
 Two tables, both measured in this one process, so machine load cancels in the ratios
 (a third with --variant):
 
 1. step cost of each method's experiment (`gin/experiments/<dataset>_<method>.gin`, or
    base + `datasets/<dataset>.gin` + `methods/<method>.gin` where there is none) relative
-   to the flow-matching step at the same batch and network; `--gin` bindings apply to
-   every method (e.g. another shard URL, batch or precision), and `--compiled` times each
-   method also with `train.compile = True` (the first steps, which compile, are warm-up);
+   to the fastest flow-matching row, with the ideal beside it: the step's FLOPs relative
+   to FM's (`torch.utils.flop_counter.FlopCounterMode` over one eager
+   `Trainer.optimise(Trainer.draw())`: forward, tangent and backward), time over FLOP
+   ratio (1.0: the step costs what its arithmetic does), and the aten ops dispatched per
+   step (a `TorchDispatchMode` count: the host-side proxy of GPU kernel launches; a
+   compiled step dispatches only what inductor leaves outside its fused kernels).
+   `--gin` bindings apply to every method (e.g. another shard URL, batch or precision);
+   each method runs under every `--compile` mode (`train.compile`; the first steps, which
+   compile, are warm-up) and, with `--derivative`, also with every objective's
+   derivative bound to each named strategy (default: the config's own);
 2. the framework tax: the gin-wired `Trainer.optimise(Trainer.draw())` of `--config`
    against a minimal hand-written loop doing the same math (same network module,
    same data and time sampling, flow matching on half the batch, LSD with a frozen
@@ -33,9 +40,12 @@ import math
 import statistics
 import time
 
+import attrs
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from flowmap_core import config, runs
+from flowmap_core import config, registry, runs
 from flowmap_core.protocols import Batch, TimeSample
 from flowmap_core.trainer import StepInput, Trainer
 
@@ -48,6 +58,59 @@ def method_config(dataset: str, method: str) -> list[str]:
     if (config.GIN_DIR / experiment).is_file():
         return [experiment]
     return ["base/train.gin", f"datasets/{dataset}.gin", f"methods/{method}.gin"]
+
+
+def derivative_bindings(strategy: str) -> list[str]:
+    """Bindings that give every objective with a `derivative` field the strategy `strategy`."""
+    config.import_components()
+    return [
+        f"objective.{name}.derivative = @derivative.{strategy}()"
+        for name, cls in registry.family("objective").members.items()
+        if attrs.has(cls) and "derivative" in attrs.fields_dict(cls)
+    ]
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def flops_of_step(trainer: Trainer) -> float:
+    """FLOPs of one training step (forward, tangent and backward), counted eagerly."""
+    with FlopCounterMode(display=False) as counter:
+        trainer.optimise(trainer.draw())
+    return float(counter.get_total_flops())
+
+
+def ops_of_step(trainer: Trainer) -> int | None:
+    """Aten ops dispatched by one eager training step (None for a compiled step: torch.compile
+    does not run under a user's dispatch mode)."""
+    if trainer.compile != "none":
+        return None
+    with OpCounter() as counter:
+        trainer.optimise(trainer.draw())
+    return counter.count
+
+
+def kernels_of_step(trainer: Trainer) -> int:
+    """Kernels one training step runs, from torch.profiler: aten ops that call no other aten op,
+    plus inductor's fused kernels (recorded with `cpp.enable_kernel_profile`)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        trainer.optimise(trainer.draw())
+    count = 0
+    for event in profile.events():
+        if "cpp_fused" in event.name or "triton_" in event.name:
+            count += 1
+        elif event.name.startswith("aten::") and not any(c.name.startswith("aten::") for c in event.cpu_children):
+            count += 1
+    return count
 
 
 def build(config_file: str | list[str], bindings: list[str]) -> Trainer:
@@ -122,6 +185,35 @@ class MinimalLoop:
         return value
 
 
+def _count(value: int | None, baseline: int | None) -> str:
+    """'count | ratio' cells ('- | -' where not measured)."""
+    if value is None or baseline is None:
+        return "- | -"
+    return f"{value:,} | {value / baseline:.2f}"
+
+
+def default_derivative(trainer: Trainer) -> str:
+    """The registered names of the derivative strategies in `trainer`'s objective ('-' for none)."""
+    names = {
+        type(part).registry_name
+        for part in registry.parts(trainer.spec.objective)
+        if getattr(type(part), "registry_family", None) == "derivative"
+    }
+    return ", ".join(sorted(names)) or "-"
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo), to name with a timing."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def step_of(trainer: Trainer) -> callable:
     """One gin-wired training step of `trainer`, as a contender to time."""
     return lambda: trainer.optimise(trainer.draw())
@@ -167,31 +259,64 @@ def main() -> None:
     parser.add_argument("--dataset", default="checkerboard", help="dataset of the methods table (gin/datasets/)")
     parser.add_argument("--methods", nargs="+", default=METHODS, help="methods of the table (fm first)")
     parser.add_argument("--gin", action="append", default=[], help="a binding for every method (repeatable)")
-    parser.add_argument("--compiled", action="store_true", help="also time each method with train.compile = True")
+    parser.add_argument(
+        "--compile", nargs="+", default=["none"], choices=["none", "backbone", "step"], help="train.compile modes"
+    )
+    parser.add_argument(
+        "--derivative", nargs="+", default=[], help="derivative strategies to bind to every objective (default: config's)"
+    )
     args = parser.parse_args()
+    torch._inductor.config.cpp.enable_kernel_profile = True  # fused kernels appear in the profiler
     torch.manual_seed(0)
     if args.variant:
         time_variants(args.config, args.variant, args.steps, args.rounds)
         return
 
-    variants = {m: [] for m in args.methods}
-    if args.compiled:
-        variants.update({f"{m} compiled": ["train.compile = True"] for m in args.methods})
+    strategies = args.derivative or [None]
+    rows = {}  # name -> (method, strategy, bindings)
+    for method in args.methods:
+        for strategy in strategies if method != "fm" else [None]:
+            for mode in args.compile:
+                extra = [f"train.compile = '{mode}'"] + (derivative_bindings(strategy) if strategy else [])
+                rows[" ".join(filter(None, [method, strategy, mode]))] = (method, strategy, extra)
     trainers = {
-        name: build(method_config(args.dataset, name.split()[0]), [*args.gin, *extra])
-        for name, extra in variants.items()
+        name: build(method_config(args.dataset, method), [*args.gin, *extra])
+        for name, (method, strategy, extra) in rows.items()
     }
-    per_method = median_step_times({m: step_of(t) for m, t in trainers.items()}, args.steps, args.rounds)
-    fm = next(iter(trainers.values()))
+    per_method = median_step_times({name: step_of(t) for name, t in trainers.items()}, args.steps, args.rounds)
+    ops = {name: ops_of_step(t) for name, t in trainers.items()}
+    kernels = {name: kernels_of_step(t) for name, t in trainers.items()}
+    flops = {}
+    for name, (method, strategy, _) in rows.items():
+        if (method, strategy) not in flops:
+            eager = [*args.gin, *(derivative_bindings(strategy) if strategy else []), "train.compile = 'none'"]
+            flops[method, strategy] = flops_of_step(build(method_config(args.dataset, method), eager))
+    fm_rows = [name for name, row in rows.items() if row[0] == args.methods[0]]
+    fm_name = min(fm_rows, key=per_method.get)
+    fm = trainers[fm_name]
+    fm_flops = flops[rows[fm_name][0], None]
     spec = fm.spec
     print(
         f"Step cost against flow matching ({args.dataset}, batch {spec.batch_size}, {type(fm.net).__name__}, "
         f"{sum(p.numel() for p in fm.net.parameters()):,} parameters, {spec.precision}, {fm.device}, "
-        f"{torch.get_num_threads()} threads)\n"
+        f"{torch.get_num_threads()} threads; {cpu_name()})\n"
     )
-    print(f"| method | ms / step | ratio to {args.methods[0]} |\n|---|---|---|")
+    print(
+        f"| method | derivative | compile | ms / step | time ratio to {fm_name} | FLOP ratio | time / FLOP ratio "
+        "| aten ops / step | ops ratio | kernels / step | kernels ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    fm_eager = next((name for name in fm_rows if ops[name] is not None), None)
     for name, seconds in per_method.items():
-        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / per_method[args.methods[0]]:.2f} |")
+        method, strategy, _ = rows[name]
+        trainer = trainers[name]
+        derivative = strategy or default_derivative(trainer)
+        time_ratio = seconds / per_method[fm_name]
+        flop_ratio = flops[method, strategy] / fm_flops
+        print(
+            f"| {method} | {derivative} | {trainer.compile} | {1e3 * seconds:.1f} | {time_ratio:.2f} | "
+            f"{flop_ratio:.2f} | {time_ratio / flop_ratio:.2f} | {_count(ops[name], ops.get(fm_eager))} | "
+            f"{_count(kernels[name], kernels[fm_name])} |"
+        )
     if args.dataset != "checkerboard":
         return
 

@@ -3,8 +3,9 @@
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from flowmap_components.backbones import tangent_rules as rules
 from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
@@ -89,7 +90,40 @@ class MLP(nn.Module):
     @typechecked
     def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:
         space = self.space_features(x.flatten(1)).flatten(1)
-        features = [space, self.time_features(s), self.time_features(t)]
+        features = [space, self.time_features(s), self.time_features(t), *self._conditioning(x, label, guidance)]
+        return self.out(self.hidden(torch.cat(features, dim=-1))).view(x.shape[0], self.heads, *self.data_shape)
+
+    def tangent(
+        self,
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        dx: Tensor | None,
+        ds: Tensor | None,
+        dt: Tensor | None,
+        label: Tensor | None = None,
+        guidance: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """`forward` and its derivative along (dx, ds, dt), layer by layer (`tangent_rules`)."""
+        space, d_space = rules.fourier(self.space_features, x.flatten(1), None if dx is None else dx.flatten(1))
+        time_s, d_time_s = rules.fourier(self.time_features, s, ds)
+        time_t, d_time_t = rules.fourier(self.time_features, t, dt)
+        conditioning = self._conditioning(x, label, guidance)
+        h, dh = rules.cat(
+            [space.flatten(1), time_s, time_t, *conditioning],
+            [None if d_space is None else d_space.flatten(1), d_time_s, d_time_t, *[None] * len(conditioning)],
+            dim=-1,
+        )
+        for layer in self.hidden:
+            h, dh = rules.linear(layer, h, dh) if isinstance(layer, nn.Linear) else rules.activation(layer, h, dh)
+        out, d_out = rules.linear(self.out, h, dh)
+        d_out = torch.zeros_like(out) if d_out is None else d_out
+        shape = (x.shape[0], self.heads, *self.data_shape)
+        return out.view(shape), d_out.view(shape)
+
+    def _conditioning(self, x: Tensor, label: Tensor | None, guidance: Tensor | None) -> list[Tensor]:
+        """The label embedding and guidance features that join the input (no tangent: not differentiated)."""
+        features = []
         if self.num_classes is not None:
             if label is None:
                 raise ValueError("this MLP is class-conditional: pass label (-1 for no class)")
@@ -98,4 +132,4 @@ class MLP(nn.Module):
             if guidance is None:
                 raise ValueError("this MLP takes a guidance scale: pass guidance (1 for plain conditioning)")
             features.append(self.guidance_features(guidance))
-        return self.out(self.hidden(torch.cat(features, dim=-1))).view(x.shape[0], self.heads, *self.data_shape)
+        return features

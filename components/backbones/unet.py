@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.tangent_rules import Tangent
 from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
 from flowmap_core.registry import register
@@ -57,7 +59,14 @@ class UNet(nn.Module):
             which bfloat16 convolutions on recent GPUs run faster in (same values).
 
     GroupNorm and attention compute in at least float32 and cast back, so that JVPs and
-    their backward pass run under bfloat16 autocast (see `unet_blocks`).
+    their backward pass run under bfloat16 autocast (see `unet_blocks`); the time embedding
+    computes with autocast off (sCM, Lu and Song 2024, traced unstable JVPs to
+    high-frequency time features in low precision).
+
+    `tangent(x, s, t, dx, ds, dt, ...)` is the explicit tangent pass
+    (`flowmap_core.protocols.HasTangentPass`): the forward pass and its derivative along
+    (dx, ds, dt), block by block (`tangent_rules`). With dx = 0 (d/dt, d/ds) the tangent
+    enters at the embedding, and the input convolution computes none.
 
     The defaults are the sizes of the paper's CelebA-64 network (128 channels,
     multipliers 1, 2, 3, 4, 3 blocks, attention at 16 and 8).
@@ -173,17 +182,27 @@ class UNet(nn.Module):
 
     def embed(self, s: Tensor, t: Tensor, label: Tensor | None, guidance: Tensor | None) -> Tensor:
         """The embedding `(batch, embedding_channels)` of the times, label and guidance scale."""
-        features = [self.time_features(s), self.time_features(t)]
-        if self.guidance_features is not None:
-            if guidance is None:
-                raise ValueError("this UNet takes a guidance scale: pass guidance (1 for plain conditioning)")
-            features.append(self.guidance_features(guidance))
-        h = self.embedding_in(torch.cat(features, dim=-1))
-        if self.num_classes is not None:
-            if label is None:
-                raise ValueError("this UNet is class-conditional: pass label (-1 for no class)")
-            h = h + self.label_embedding(torch.where(label < 0, self.num_classes, label))
-        return F.silu(self.embedding_out(F.silu(h)))
+        return self._embed(s, t, None, None, label, guidance)[0]
+
+    def _embed(
+        self, s: Tensor, t: Tensor, ds: Tangent, dt: Tangent, label: Tensor | None, guidance: Tensor | None
+    ) -> tuple[Tensor, Tangent]:
+        """`embed` and its tangent in (ds, dt), with autocast off."""
+        with torch.autocast(s.device.type, enabled=False):
+            values, tangents = zip(rules.fourier(self.time_features, s, ds), rules.fourier(self.time_features, t, dt))
+            values, tangents = list(values), list(tangents)
+            if self.guidance_features is not None:
+                if guidance is None:
+                    raise ValueError("this UNet takes a guidance scale: pass guidance (1 for plain conditioning)")
+                values.append(self.guidance_features(guidance))
+                tangents.append(None)
+            h, dh = rules.linear(self.embedding_in, *rules.cat(values, tangents, dim=-1))
+            if self.num_classes is not None:
+                if label is None:
+                    raise ValueError("this UNet is class-conditional: pass label (-1 for no class)")
+                h = h + self.label_embedding(torch.where(label < 0, self.num_classes, label))
+            h, dh = rules.linear(self.embedding_out, *rules.silu(h, dh))
+            return rules.silu(h, dh)
 
     @typechecked
     def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:
@@ -208,6 +227,44 @@ class UNet(nn.Module):
                 h = self.upsample[level](h)
         out = self.output_conv(F.silu(self.output_norm(h)))
         return out.unflatten(1, (self.heads, self.data_shape[0]))
+
+    def tangent(
+        self,
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        dx: Tensor | None,
+        ds: Tensor | None,
+        dt: Tensor | None,
+        label: Tensor | None = None,
+        guidance: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """`forward` and its derivative along (dx, ds, dt), block by block."""
+        embedding, d_embedding = self._embed(s, t, ds, dt, label, guidance)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            dx = None if dx is None else dx.contiguous(memory_format=torch.channels_last)
+        h, dh = rules.conv2d(self.input_conv, x, dx)
+        skips = [(h, dh)]
+        for level, level_blocks in enumerate(self.encoder):
+            if level > 0:
+                h, dh = self.downsample[level - 1].tangent(h, dh)
+                skips.append((h, dh))
+            for block in level_blocks:
+                h, dh = block.tangent(h, dh, embedding, d_embedding)
+                skips.append((h, dh))
+        for block in self.middle:
+            h, dh = block.tangent(h, dh, embedding, d_embedding)
+        for level, level_blocks in enumerate(self.decoder):
+            for block in level_blocks:
+                skip, d_skip = skips.pop()
+                h, dh = block.tangent(*rules.cat([h, skip], [dh, d_skip], dim=1), embedding, d_embedding)
+            if level < len(self.upsample):
+                h, dh = self.upsample[level].tangent(h, dh)
+        out, d_out = rules.conv2d(self.output_conv, *rules.silu(*rules.group_norm(self.output_norm, h, dh)))
+        d_out = torch.zeros_like(out) if d_out is None else d_out
+        shape = (self.heads, self.data_shape[0])
+        return out.unflatten(1, shape), d_out.unflatten(1, shape)
 
 
 def _twos(n: int) -> int:

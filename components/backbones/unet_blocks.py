@@ -2,7 +2,9 @@
 
 Every block has a forward-mode derivative under `torch.func.jvp` (GroupNorm, SiLU,
 convolutions, nearest upsampling; attention through the math kernel of
-`scaled_dot_product_attention`, which `flowmap_core.autodiff.jvp` selects).
+`scaled_dot_product_attention`, which `flowmap_core.autodiff.jvp` selects), and an
+explicit tangent pass, `tangent(x, dx, ...)`, built from `tangent_rules` (a tangent of
+None is zero, and a block whose inputs do not move computes none).
 """
 
 import math
@@ -10,6 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.tangent_rules import Tangent
 
 SKIP_SCALE = math.sqrt(0.5)
 """Residual sums are scaled by 1/sqrt(2), as in DDPM++, to keep their variance."""
@@ -71,6 +76,25 @@ class ResidualBlock(nn.Module):
         h = self.conv1(self.dropout(h))
         return (h + self.skip(x)) * SKIP_SCALE
 
+    def tangent(self, x: Tensor, dx: Tangent, embedding: Tensor, d_embedding: Tangent) -> tuple[Tensor, Tangent]:
+        """`forward` and its tangent; dropout applies one mask to both."""
+        h, dh = rules.silu(*rules.group_norm(self.norm0, x, dx))
+        h, dh = rules.conv2d(self.conv0, h, dh)
+        modulation, d_modulation = rules.linear(self.affine, embedding, d_embedding)
+        scale, shift = modulation[:, :, None, None].chunk(2, dim=1)
+        h, dh = rules.group_norm(self.norm1, h, dh)
+        d_modulated = rules.scale(dh, 1 + scale)
+        if d_modulation is not None:
+            d_scale, d_shift = d_modulation[:, :, None, None].chunk(2, dim=1)
+            d_modulated = rules.add(d_modulated, h * d_scale, d_shift)
+        h, dh = rules.silu(h * (1 + scale) + shift, d_modulated)
+        if self.training and self.dropout.p > 0:
+            mask = (torch.rand_like(h) >= self.dropout.p).to(h.dtype) / (1 - self.dropout.p)
+            h, dh = h * mask, rules.scale(dh, mask)
+        h, dh = rules.conv2d(self.conv1, h, dh)
+        skip, d_skip = (x, dx) if isinstance(self.skip, nn.Identity) else rules.conv2d(self.skip, x, dx)
+        return (h + skip) * SKIP_SCALE, rules.scale(rules.add(dh, d_skip), SKIP_SCALE)
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the pixels, as a residual branch.
@@ -108,6 +132,26 @@ class SelfAttention(nn.Module):
         attended = attended.transpose(-1, -2).reshape(batch, channels, height, width)
         return (x + self.out(attended)) * SKIP_SCALE
 
+    def tangent(self, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
+        """`forward` and its tangent (the attention rule of `tangent_rules`, in at least float32)."""
+        if dx is None:
+            return self(x), None
+        batch, channels, height, width = x.shape
+        qkv, d_qkv = rules.conv2d(self.qkv, *rules.group_norm(self.norm, x, dx))
+        dtype = torch.promote_types(qkv.dtype, torch.float32)
+
+        def heads(value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            value = value.reshape(batch, 3, self.heads, channels // self.heads, height * width).to(dtype)
+            return value.transpose(-1, -2).unbind(1)
+
+        with torch.autocast(x.device.type, enabled=False):
+            attended, d_attended = rules.attention(*heads(qkv), *heads(d_qkv))
+        attended, d_attended = (
+            a.to(qkv.dtype).transpose(-1, -2).reshape(batch, channels, height, width) for a in (attended, d_attended)
+        )
+        out, d_out = rules.conv2d(self.out, attended, d_attended)
+        return (x + out) * SKIP_SCALE, (dx + d_out) * SKIP_SCALE
+
 
 class Block(nn.Module):
     """One step of a UNet level: a residual block, then self-attention where
@@ -131,6 +175,10 @@ class Block(nn.Module):
         h = self.residual(x, embedding)
         return self.attention(h) if self.attention is not None else h
 
+    def tangent(self, x: Tensor, dx: Tangent, embedding: Tensor, d_embedding: Tangent) -> tuple[Tensor, Tangent]:
+        h, dh = self.residual.tangent(x, dx, embedding, d_embedding)
+        return self.attention.tangent(h, dh) if self.attention is not None else (h, dh)
+
 
 class Downsample(nn.Module):
     """Halve height and width: a 3x3 conv with stride 2."""
@@ -142,6 +190,9 @@ class Downsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
 
+    def tangent(self, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
+        return rules.conv2d(self.conv, x, dx)
+
 
 class Upsample(nn.Module):
     """Double height and width: nearest-neighbour upsampling, then a 3x3 conv."""
@@ -152,3 +203,9 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+    def tangent(self, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
+        def up(value: Tensor) -> Tensor:
+            return F.interpolate(value, scale_factor=2.0, mode="nearest")
+
+        return rules.conv2d(self.conv, up(x), None if dx is None else up(dx))

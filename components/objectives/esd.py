@@ -3,12 +3,12 @@
 import attrs
 import torch
 
+from flowmap_components.derivatives.forward_ad import ForwardAD
 from flowmap_components.objectives.residual import mean_square
 from flowmap_components.stopgrad.policies import TeacherStopGradient
 from flowmap_components.velocities.model import ModelVelocity
-from flowmap_core.autodiff import jvp
 from flowmap_core.flow_map import expand_time
-from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource
+from flowmap_core.protocols import Derivative, ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource
 from flowmap_core.registry import register
 
 
@@ -20,14 +20,18 @@ class ESD:
     The exact map is constant along trajectories in its first argument (Prop. 2.2). With
     X = x + (t - s) V the residual is v - V + (t - s) (d/ds V + grad_x V . v), where v is
     the `velocity` source at x_s (the teacher's v_{s,s}, or the pair's dx_s/ds). One
-    forward-mode JVP of the student's V along (dx, ds) = (v, 1) gives both derivative
-    terms. Stop-gradient hooks: `target` around v; when the policy `stops_transport`,
-    grad_x V . v is computed by the teacher without gradient (a second JVP); `derivative`
-    on the whole (d/ds V + grad_x V . v) term.
+    pass of the `derivative` strategy along (dx, ds) = (v, 1) gives both derivative
+    terms. Stop-gradient hooks: `target` around v; when the policy `stops_transport` but
+    keeps the derivative's gradient (`full`), d/ds V is the student's and grad_x V . v the
+    teacher's without gradient (two passes); `derivative` on the whole
+    (d/ds V + grad_x V . v) term. When the policy `stops_derivative` (`mean_velocity`,
+    MeanFlow), the term is detached whole, so one pass of the student along (v, 1)
+    serves, as MeanFlow's single JVP with its tangent detached.
     """
 
     stopgrad: StopGradient = attrs.field(factory=TeacherStopGradient)
     velocity: VelocitySource = attrs.field(factory=ModelVelocity)
+    derivative: Derivative = attrs.field(factory=ForwardAD)
 
     @property
     def name(self) -> str:
@@ -39,13 +43,13 @@ class ESD:
         xs = point.xt
         v = self.stopgrad.target(self.velocity.at, inp, xs, s, point)
         ones = torch.ones_like(s)
-        if self.stopgrad.stops_transport:
-            V, dV_ds = jvp(lambda sigma: inp.student.mean_velocity(xs, sigma, t), (s,), (ones,))
+        if self.stopgrad.stops_transport and not self.stopgrad.stops_derivative:
+            V, dV_ds = self.derivative(inp.student, xs, s, t, ds=ones)
             with torch.no_grad():
-                _, transport = jvp(lambda x: inp.teacher.mean_velocity(x, s, t), (xs,), (v,))
+                _, transport = self.derivative(inp.teacher, xs, s, t, dx=v)
             along_flow = dV_ds + transport
         else:
-            V, along_flow = jvp(lambda x, sigma: inp.student.mean_velocity(x, sigma, t), (xs, s), (v, ones))
+            V, along_flow = self.derivative(inp.student, xs, s, t, dx=v, ds=ones)
         residual = v - V + expand_time(t - s, xs) * self.stopgrad.derivative(along_flow)
         loss = mean_square(residual)
         return ObjectiveOutput(per_example=loss, terms={self.name: loss.detach().mean()})

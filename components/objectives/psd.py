@@ -48,7 +48,7 @@ class PSD:
     def __call__(self, inp: ObjectiveInput) -> ObjectiveOutput:
         s, t = inp.s, inp.t
         if self.h is None:
-            h = torch.rand(s.shape, generator=inp.generator, device=s.device, dtype=s.dtype)
+            h = inp.uniform()
         else:
             h = torch.full_like(s, self.h)
         u = s + h * (t - s)

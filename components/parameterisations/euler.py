@@ -24,6 +24,21 @@ class Euler:
     ) -> Data:
         return net(x, s, t, **cond)[:, 0]
 
+    def mean_velocity_tangent(
+        self,
+        net_tangent: Callable[..., tuple[Tensor, Tensor]],
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        dx: Tensor | None,
+        ds: Tensor | None,
+        dt: Tensor | None,
+        cond: Mapping[str, Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """V_{s,t}(x) and its derivative along (dx, ds, dt): the single head's value and tangent."""
+        out, tangent = net_tangent(x, s, t, dx, ds, dt, **cond)
+        return out[:, 0], tangent[:, 0]
+
     @typechecked
     def represent(self, exact: ExactFlow, x: Data, s: Times, t: Times) -> Heads:
         return exact.mean_velocity(x, s, t).unsqueeze(1)

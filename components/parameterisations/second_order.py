@@ -34,6 +34,26 @@ class SecondOrder:
         residual = net(x, s, t, **cond)[:, 1]
         return velocity + 0.5 * expand_time(t - s, x) * residual
 
+    def mean_velocity_tangent(
+        self,
+        net_tangent: Callable[..., tuple[Tensor, Tensor]],
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        dx: Tensor | None,
+        ds: Tensor | None,
+        dt: Tensor | None,
+        cond: Mapping[str, Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """V and its derivative along (dx, ds, dt), by the product rule on v_{s,s} + (t - s) / 2 r_{s,t}."""
+        velocity, d_velocity = net_tangent(x, s, s, dx, ds, ds, **cond)
+        residual, d_residual = net_tangent(x, s, t, dx, ds, dt, **cond)
+        gap = expand_time(t - s, x)
+        d_gap = (torch.zeros_like(t) if dt is None else dt) - (0.0 if ds is None else ds)
+        V = velocity[:, 0] + 0.5 * gap * residual[:, 1]
+        dV = d_velocity[:, 0] + 0.5 * (expand_time(d_gap, x) * residual[:, 1] + gap * d_residual[:, 1])
+        return V, dV
+
     @typechecked
     def represent(self, exact: ExactFlow, x: Data, s: Times, t: Times) -> Heads:
         velocity = exact.velocity(x, s)

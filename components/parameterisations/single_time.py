@@ -32,6 +32,21 @@ class SingleTime:
     ) -> Data:
         return net(x, s, torch.ones_like(s), **cond)[:, 0]
 
+    def mean_velocity_tangent(
+        self,
+        net_tangent: Callable[..., tuple[Tensor, Tensor]],
+        x: Tensor,
+        s: Tensor,
+        t: Tensor,
+        dx: Tensor | None,
+        ds: Tensor | None,
+        dt: Tensor | None,
+        cond: Mapping[str, Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """V_{s,1}(x) and its derivative along (dx, ds): t is fixed at 1, so dt does not enter."""
+        out, tangent = net_tangent(x, s, torch.ones_like(s), dx, ds, None, **cond)
+        return out[:, 0], tangent[:, 0]
+
     @typechecked
     def represent(self, exact: ExactFlow, x: Data, s: Times, t: Times) -> Heads:
         return exact.mean_velocity(x, s, torch.ones_like(s)).unsqueeze(1)

@@ -41,6 +41,7 @@ class NoStopGradient:
     """No stop-gradient: the loss is differentiated through teacher and student alike."""
 
     stops_transport: bool = attrs.field(default=False, init=False)
+    stops_derivative: bool = attrs.field(default=False, init=False)
 
     def target(self, fn: Callable[..., Tensor], *args: Any) -> Tensor:
         return fn(*args)
@@ -76,6 +77,8 @@ class FullStopGradient(TeacherStopGradient):
 @attrs.define(frozen=True, kw_only=True)
 class MeanVelocityStopGradient(FullStopGradient):
     """Gradient only through the student's V_{s,t}: regress it on a frozen target (MeanFlow)."""
+
+    stops_derivative: bool = attrs.field(default=True, init=False)
 
     def derivative(self, d: Tensor) -> Tensor:
         return d.detach()

@@ -136,7 +136,8 @@ def _components(args: argparse.Namespace, imports: list[str]) -> int:
 
 def _train(args: argparse.Namespace, imports: list[str]) -> int:
     from flowmap_core import config, distributed, runs
-    from flowmap_core.trainer import Interrupted, Trainer, TrainingError
+    from flowmap_core.errors import TrainingError
+    from flowmap_core.trainer import Interrupted, Trainer
 
     if args.resume and args.run_dir is None:
         raise TrainingError("--resume needs --run-dir: the run to continue")

@@ -4,6 +4,7 @@ Unknown configurables, unknown parameters and malformed files are errors that na
 file and line; unknown component names list the known ones of their family.
 """
 
+import difflib
 import importlib
 import logging
 import re
@@ -327,3 +328,16 @@ def error_line(error: BaseException) -> str | None:
         return without_gin_context(str(error))
     found = configurable_error(error) or component_error(error)
     return None if found is None else str(found)
+
+
+def config_changes(before: str, after: str) -> list[str]:
+    """Binding lines that differ between two gin configs (comments and blank lines ignored)."""
+
+    def lines(text: str) -> list[str]:
+        return [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+    return [
+        ln
+        for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
+        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]

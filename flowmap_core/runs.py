@@ -7,12 +7,13 @@ from pathlib import Path
 import gin
 
 from flowmap_core import config, figures, report
-from flowmap_core.errors import FlowmapError
+from flowmap_core.errors import FlowmapError, TrainingError
 from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.rundir import RunDir, RunDirError
 from flowmap_core.scores import Budget, Scores
-from flowmap_core.trainer import Trainer, TrainingError, TrainSpec
+from flowmap_core.spec import TrainSpec
+from flowmap_core.trainer import Trainer
 
 ONLINE = "online"
 

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowmap_core import cli, config, registry, runs
-from flowmap_core.trainer import Trainer, TrainSpec
+from flowmap_core.spec import TrainSpec
+from flowmap_core.trainer import Trainer
 
 SMOKE = "smoke/checkerboard_lsd.gin"
 QUICK = ["train.steps = 2", "train.batch_size = 32"]

@@ -241,16 +241,17 @@ class Summary:
         return mean_std([b.steps for b in budgets]), mean_std([b.seconds for b in budgets])
 
     def tool_scores(self, cell: str) -> dict[str, list[float]]:
-        """Each score a tool wrote, over the cell's seeds, in the order first seen."""
+        """Each score a tool wrote, over the cell's seeds, by name."""
         out: dict[str, list[float]] = {}
         for scores in self.cells[cell].values():
             for name, value in scores.tool.items():
                 out.setdefault(name, []).append(value)
-        return out
+        return dict(sorted(out.items()))
 
 
 def summarise(runs: Sequence[Run]) -> tuple[Summary, list[str]]:
-    """The summary of the runs' scores.json, and the runs that have none (unfinished or failed)."""
+    """The summary of the runs' scores.json, cells by name and seeds in order, and the runs that
+    have none (unfinished or failed)."""
     found: dict[str, dict[int, Scores]] = {}
     missing = []
     for run in runs:
@@ -259,7 +260,8 @@ def summarise(runs: Sequence[Run]) -> tuple[Summary, list[str]]:
             missing.append(f"{run.cell} seed {run.seed}")
             continue
         found.setdefault(run.cell, {})[run.seed] = scores
-    return Summary(found), missing
+    cells = {cell: dict(sorted(found[cell].items())) for cell in sorted(found)}
+    return Summary(cells), missing
 
 
 def aggregate(runs: Sequence[Run], out: Path) -> str:

@@ -3,7 +3,7 @@
     python tools/bench_step.py [--steps 60] [--rounds 5] [--config experiments/checkerboard_lsd.gin]
                                [--variant 'BINDING[; BINDING]' ...]
     python tools/bench_step.py --dataset fashion_mnist [--methods fm lsd esd psd_m] [--gin BINDING ...]
-                               [--compile none step] [--derivative forward_ad tangent_pass ...]
+                               [--compile none step] [--derivative forward_ad tangent_pass ...] [--profile]
 
 Two tables, both measured in this one process, so machine load cancels in the ratios
 (a third with --variant):
@@ -19,9 +19,11 @@ Two tables, both measured in this one process, so machine load cancels in the ra
    `--gin` bindings apply to every method (e.g. another shard URL, batch or precision);
    each method runs under every `--compile` mode (`train.compile`; the first steps, which
    compile, are warm-up) and, with `--derivative`, also with every objective's
-   derivative bound to each named strategy (default: the config's own);
+   derivative bound to each named strategy (default: the config's own); `--profile` adds
+   where each row's time goes (self CPU time by kind of op: fused kernels, convolutions
+   forward and backward, matrix products, the optimiser);
 2. the framework tax: the gin-wired `Trainer.optimise(Trainer.draw())` of `--config`
-   against a minimal hand-written loop doing the same math (same network module,
+   (eager, forward-mode AD) against a minimal hand-written loop doing the same math (same network module,
    same data and time sampling, flow matching on half the batch, LSD with a frozen
    teacher on the other half, Adam, gradient clipping, cosine schedule, EMA). Before
    timing, both compute the loss on identical inputs to show they agree. (Checkerboard
@@ -97,6 +99,32 @@ def ops_of_step(trainer: Trainer) -> int | None:
     with OpCounter() as counter:
         trainer.optimise(trainer.draw())
     return counter.count
+
+
+PROFILE_GROUPS = [
+    ("inductor fused kernels", lambda name: "cpp_fused" in name or "triton_" in name),
+    ("convolution backward", lambda name: "convolution_backward" in name),
+    ("convolution forward", lambda name: "convolution" in name or "mkldnn" in name),
+    ("matrix products", lambda name: name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("optimiser", lambda name: "Optimizer" in name or "_foreach" in name),
+]
+"""Where a step's time goes: each op's self time joins the first group whose test its name passes."""
+
+
+def time_by_group(trainer: Trainer, steps: int = 5) -> tuple[float, dict[str, float]]:
+    """Self CPU ms per step in all, and in each of `PROFILE_GROUPS`, over `steps` profiled steps."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(steps):
+            trainer.optimise(trainer.draw())
+    groups = dict.fromkeys([name for name, _ in PROFILE_GROUPS], 0.0)
+    total = 0.0
+    for event in profile.key_averages():
+        ms = event.self_cpu_time_total / steps / 1000
+        total += ms
+        group = next((name for name, test in PROFILE_GROUPS if test(event.key)), None)
+        if group is not None:
+            groups[group] += ms
+    return total, groups
 
 
 def kernels_of_step(trainer: Trainer) -> int:
@@ -262,8 +290,12 @@ def main() -> None:
     parser.add_argument(
         "--compile", nargs="+", default=["none"], choices=["none", "backbone", "step"], help="train.compile modes"
     )
+    parser.add_argument("--profile", action="store_true", help="also say where each row's step time goes")
     parser.add_argument(
-        "--derivative", nargs="+", default=[], help="derivative strategies to bind to every objective (default: config's)"
+        "--derivative",
+        nargs="+",
+        default=[],
+        help="derivative strategies to bind to every objective (default: config's)",
     )
     args = parser.parse_args()
     torch._inductor.config.cpp.enable_kernel_profile = True  # fused kernels appear in the profiler
@@ -287,7 +319,7 @@ def main() -> None:
     ops = {name: ops_of_step(t) for name, t in trainers.items()}
     kernels = {name: kernels_of_step(t) for name, t in trainers.items()}
     flops = {}
-    for name, (method, strategy, _) in rows.items():
+    for method, strategy, _ in rows.values():
         if (method, strategy) not in flops:
             eager = [*args.gin, *(derivative_bindings(strategy) if strategy else []), "train.compile = 'none'"]
             flops[method, strategy] = flops_of_step(build(method_config(args.dataset, method), eager))
@@ -303,7 +335,7 @@ def main() -> None:
     )
     print(
         f"| method | derivative | compile | ms / step | time ratio to {fm_name} | FLOP ratio | time / FLOP ratio "
-        "| aten ops / step | ops ratio | kernels / step | kernels ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| aten ops / step | ops ratio | kernels / step | kernels ratio |\n" + "|---" * 11 + "|"
     )
     fm_eager = next((name for name in fm_rows if ops[name] is not None), None)
     for name, seconds in per_method.items():
@@ -317,10 +349,21 @@ def main() -> None:
             f"{flop_ratio:.2f} | {time_ratio / flop_ratio:.2f} | {_count(ops[name], ops.get(fm_eager))} | "
             f"{_count(kernels[name], kernels[fm_name])} |"
         )
+    if args.profile:
+        print("\nSelf CPU ms per step by kind of op (torch.profiler, 5 steps)\n")
+        print("| method | derivative | compile | all | " + " | ".join(n for n, _ in PROFILE_GROUPS) + " |")
+        print("|---" * (4 + len(PROFILE_GROUPS)) + "|")
+        for name, trainer in trainers.items():
+            total, groups = time_by_group(trainer)
+            cells = " | ".join(f"{ms:.1f}" for ms in groups.values())
+            method, strategy, _ = rows[name]
+            derivative = strategy or default_derivative(trainer)
+            print(f"| {method} | {derivative} | {trainer.compile} | {total:.1f} | {cells} |")
     if args.dataset != "checkerboard":
         return
 
-    framework = build(args.config, [])
+    # Like with like: the minimal loop is eager, with forward-mode AD.
+    framework = build(args.config, ["train.compile = 'none'", *derivative_bindings("forward_ad")])
     with torch.no_grad():  # off the zero-initialised output layer, so the probe's loss depends on every term
         for p in framework.net.parameters():
             p.add_(0.1 * torch.randn_like(p))

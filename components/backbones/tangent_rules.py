@@ -126,9 +126,7 @@ def group_norm(norm: nn.GroupNorm, x: Tensor, dx: Tangent) -> tuple[Tensor, Tang
     return y.to(x.dtype), dy.to(x.dtype)
 
 
-def attention(
-    q: Tensor, k: Tensor, v: Tensor, dq: Tangent, dk: Tangent, dv: Tangent
-) -> tuple[Tensor, Tangent]:
+def attention(q: Tensor, k: Tensor, v: Tensor, dq: Tangent, dk: Tangent, dv: Tangent) -> tuple[Tensor, Tangent]:
     """Softmax attention over the last two dims `(..., tokens, channels)`, with its tangent."""
     if dq is None and dk is None and dv is None:
         return F.scaled_dot_product_attention(q, k, v), None

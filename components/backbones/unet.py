@@ -189,7 +189,9 @@ class UNet(nn.Module):
     ) -> tuple[Tensor, Tangent]:
         """`embed` and its tangent in (ds, dt), with autocast off."""
         with torch.autocast(s.device.type, enabled=False):
-            values, tangents = zip(rules.fourier(self.time_features, s, ds), rules.fourier(self.time_features, t, dt))
+            values, tangents = zip(
+                rules.fourier(self.time_features, s, ds), rules.fourier(self.time_features, t, dt), strict=True
+            )
             values, tangents = list(values), list(tangents)
             if self.guidance_features is not None:
                 if guidance is None:

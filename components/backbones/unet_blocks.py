@@ -20,6 +20,19 @@ SKIP_SCALE = math.sqrt(0.5)
 """Residual sums are scaled by 1/sqrt(2), as in DDPM++, to keep their variance."""
 
 
+def _jvp_flash_attention():
+    """The Triton attention kernel of the PyPI package `jvp-flash-attention` (forward, backward and
+    forward-mode derivatives, on CUDA), where it is installed; None elsewhere."""
+    try:
+        from jvp_flash_attention.jvp_attention import attention
+    except ImportError:
+        return None
+    return attention
+
+
+JVP_FLASH_ATTENTION = _jvp_flash_attention()
+
+
 class GroupNorm(nn.GroupNorm):
     """GroupNorm computed in at least float32 and returned in the input's dtype.
 
@@ -106,7 +119,10 @@ class SelfAttention(nn.Module):
     The attention itself runs in at least float32 with autocast off: under bfloat16
     autocast on CUDA, the backward pass of a JVP through the math kernel's softmax fails
     on mixed dtypes ("expected input and grad types to match"). Attention runs only at
-    low resolutions, so this costs little.
+    low resolutions, so this costs little. On CUDA with `jvp-flash-attention` installed
+    (`pip install 'flowmap[gpu]'`), `forward` uses its fused kernel, which forward-mode AD
+    (`derivative.forward_ad`) differentiates without materialising the attention matrix;
+    elsewhere, and in the explicit tangent pass (which must compile), the math kernel.
     """
 
     def __init__(self, channels: int, head_channels: int):
@@ -127,8 +143,10 @@ class SelfAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width)
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (batch, heads, pixels, head channels)
         dtype = torch.promote_types(q.dtype, torch.float32)
+        flash = x.is_cuda and JVP_FLASH_ATTENTION is not None
+        attend = JVP_FLASH_ATTENTION if flash else F.scaled_dot_product_attention
         with torch.autocast(x.device.type, enabled=False):
-            attended = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype)).to(q.dtype)
+            attended = attend(q.to(dtype), k.to(dtype), v.to(dtype)).to(q.dtype)
         attended = attended.transpose(-1, -2).reshape(batch, channels, height, width)
         return (x + self.out(attended)) * SKIP_SCALE
 

@@ -52,9 +52,7 @@ def tangent_pass_bindings() -> list[str]:
 
 
 def trainer_of(name: str, *bindings: str) -> Trainer:
-    config.parse(
-        [f"smoke/{name}.gin"], [*SMOKE_TEACHERS, *tangent_pass_bindings(), "train.batch_size = 16", *bindings]
-    )
+    config.parse([f"smoke/{name}.gin"], [*SMOKE_TEACHERS, *tangent_pass_bindings(), "train.batch_size = 16", *bindings])
     return Trainer(runs.build_spec(), progress=False)
 
 
@@ -106,7 +104,9 @@ def test_inductor_step_trains_as_eager():
 
 def test_forward_ad_falls_back_to_the_backbone_in_one_line(capsys):
     torch._dynamo.reset()
-    config.parse(["smoke/checkerboard_lsd.gin"], ["train.compile = 'step'"])
+    config.parse(
+        ["smoke/checkerboard_lsd.gin"], ["train.compile = 'step'", "objective.lsd.derivative = @derivative.forward_ad()"]
+    )
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.compile == "backbone"
     said = [line for line in capsys.readouterr().err.splitlines() if "train.compile" in line]

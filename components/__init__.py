@@ -3,7 +3,7 @@
 Importing this package registers all built-in components (with the registry and gin).
 """
 
-from components import (  # noqa: F401
+from flowmap_components import (  # noqa: F401
     backbones,
     conditioning,
     datasets,

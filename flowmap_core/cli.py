@@ -1,14 +1,16 @@
-"""The `flowmap` command: train, sample, eval, components.
+"""The `flowmap` command: train, sample, eval, components, sweep, report.
 
     flowmap train [CONFIG.gin] [--gin 'BINDING' ...] [--run-dir DIR] [--resume] [--force]
     flowmap sample RUN_DIR --steps K --n N --out FILE.npy
-    flowmap eval RUN_DIR                 (rewrites RUN_DIR/report.md and its figures)
+    flowmap eval RUN_DIR                 (rewrites RUN_DIR/scores.json, report.md and its figures)
     flowmap components
+    flowmap sweep CONFIG.gin ... --out DIR [--grid NAME VALUE ...] [--seeds 0 1 2]
+    flowmap report SWEEP_DIR ... [--out docs/sweeps.md]
 
 A bad config or argument is one `flowmap: error:` line (exit status 2); `--debug` (before
 the subcommand) or FLOWMAP_TRACEBACK=1 shows the full traceback instead.
 `--typecheck` (before the subcommand) turns on runtime shape checks; `--import MODULE`
-registers components from your own module (repeatable; `components` is always loaded),
+registers components from your own module (repeatable; `flowmap_components` is always loaded),
 found as `python -m` finds it: in the current directory first, then on sys.path.
 Under torchrun, `python -m flowmap_core.cli train ...` trains on every process.
 """
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--ode", default=None, help="integrate b_t = v_{t,t} with euler, heun, rk4 or dopri5 instead")
     sample.add_argument("--label", type=int, default=None, help="class to sample (conditional runs)")
     sample.add_argument("--guidance", type=float, default=1.0, help="guidance scale w (guided runs)")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=int, default=None, help="noise seed (default: the run's evaluate.seed)")
 
     evaluate = sub.add_parser("eval", help="score a run at 1, 2, 4, 8, 16 steps (EMA and online weights)")
     evaluate.add_argument("run_dir", type=Path)
@@ -66,17 +68,50 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("components", help="list every component family and its registered components")
+
+    sweep = sub.add_parser("sweep", help="train a grid of configs x bindings x seeds, then gather their scores")
+    _sweep_arguments(sweep)
+
+    pages = sub.add_parser("report", help="a results page (Markdown) from sweep directories")
+    pages.add_argument("sweeps", nargs="+", type=Path, help="directories written by `flowmap sweep`")
+    pages.add_argument("--out", type=Path, default=Path("docs/sweeps.md"))
+    pages.add_argument("--title", default="Sweeps: mean ± std over training seeds")
     return parser
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `flowmap sweep` (flowmap_core.sweep)."""
+    parser.add_argument("configs", nargs="+", help="gin files (one axis of the grid)")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory: OUT/<cell>/seed<k>, summary.*")
+    parser.add_argument(
+        "--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"), help="an axis: binding and values"
+    )
+    parser.add_argument("--gin", action="append", default=[], metavar="BINDING", help="a binding for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="processes at once")
+    parser.add_argument("--threads", type=int, default=None, help="OMP threads per process (default: cores / jobs)")
+    parser.add_argument("--nice", type=int, default=0, help="run each process under nice -n NICE")
+    parser.add_argument("--no-eval", action="store_true", help="train only (done = trained to the last step)")
+    parser.add_argument("--print-commands", action="store_true", help="print each pending run's command and exit")
+    parser.add_argument("--aggregate", action="store_true", help="only gather the scores of the runs already there")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.typecheck:
         os.environ["FLOWMAP_TYPECHECK"] = "1"  # read once, when flowmap_core.typing is first imported
-    imports = ["components", *args.imports]
+    imports = ["flowmap_components", *args.imports]
     if args.imports and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the console script, unlike `python -m`, leaves it out
-    handlers = {"train": _train, "sample": _sample, "eval": _eval, "components": _components}
+    handlers = {
+        "train": _train,
+        "sample": _sample,
+        "eval": _eval,
+        "components": _components,
+        "sweep": _sweep,
+        "report": _report,
+    }
     try:
         return handlers[args.command](args, imports)
     except Exception as error:
@@ -100,8 +135,9 @@ def _components(args: argparse.Namespace, imports: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, imports: list[str]) -> int:
-    from flowmap_core import config, distributed, report, runs
-    from flowmap_core.trainer import Interrupted, Trainer, TrainingError
+    from flowmap_core import config, distributed, runs
+    from flowmap_core.errors import TrainingError
+    from flowmap_core.trainer import Interrupted, Trainer
 
     if args.resume and args.run_dir is None:
         raise TrainingError("--resume needs --run-dir: the run to continue")
@@ -126,15 +162,13 @@ def _train(args: argparse.Namespace, imports: list[str]) -> int:
         except Interrupted as stop:
             print(f"flowmap: {stop}", file=sys.stderr)
             return 130
-        if context.is_main and not args.no_eval:
-            eval_spec = runs.build_eval_spec()
-            result = runs.evaluate_run(trainer, eval_spec, [runs.headline_weights(trainer)])
-            guided = runs.evaluate_guided_run(trainer, eval_spec)
-            path = report.write(run_dir, trainer, result, spec.dataset, guided)
-            print(result.table())
-            if guided is not None:
-                print(guided.table())
-            print(f"flowmap: report written to {path}", file=sys.stderr)
+        if context.is_main:
+            if args.no_eval:
+                runs.record_budget(trainer, run_dir)
+            else:
+                scores = runs.score_run(trainer, run_dir, runs.build_eval_spec(), [runs.headline_weights(trainer)])
+                _print_scores(scores)
+                print(f"flowmap: report written to {run_dir / 'report.md'}", file=sys.stderr)
     finally:
         distributed.teardown(context, completed=sys.exc_info()[0] is None)
     return 0
@@ -149,47 +183,50 @@ def _default_run_dir(stem: str, context) -> Path:
     return Path("runs") / f"{stem}-{stamp[0]}"
 
 
+def _print_scores(scores) -> None:
+    from flowmap_core import report
+
+    for table in scores.tables:
+        print(report.score_table(table))
+
+
 def _sample(args: argparse.Namespace, imports: list[str]) -> int:
     import numpy as np
-    import torch
 
-    from flowmap_core import runs, sampling
+    from flowmap_core.run_sampler import RunSampler
 
-    trainer = runs.open_run(args.run_dir, imports=imports)
-    weights = args.weights or runs.headline_weights(trainer)
-    X = runs.flow_maps(trainer, [weights])[weights]
-    if args.label is not None or args.guidance != 1.0:
-        label = -1 if args.label is None else args.label
-        cond = trainer.spec.conditioning.given(label, args.guidance)
-        X = X.with_cond(**{k: v.to(trainer.device) for k, v in cond.items()})
-    generator = torch.Generator(device=trainer.device).manual_seed(args.seed)
-    shape = (args.n, *trainer.spec.dataset.data_shape)
-    x0 = torch.randn(shape, generator=generator, device=trainer.device, dtype=trainer.dtype)
-    if args.ode is None:
-        sampler = runs.build_eval_spec().sampler
-        out = sampler(X, x0, args.steps, interpolant=trainer.spec.interpolant, generator=generator)
-    else:
-        out = sampling.ode_sample(X.velocity, x0, solver=args.ode, steps=None if args.ode == "dopri5" else args.steps)
+    sampler = RunSampler.open(args.run_dir, args.weights, imports=imports)
+    x0 = sampler.noise(args.n, args.seed)
+    steps = None if args.ode == "dopri5" else args.steps
+    out = sampler.sample(x0, steps, ode=args.ode, X=sampler.given(args.label, args.guidance))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, out.x.float().cpu().numpy())
-    print(f"flowmap: {args.n} samples ({weights}, {out.nfe} network evaluations each) written to {args.out}")
+    np.save(args.out, out.x.float().numpy())
+    print(f"flowmap: {args.n} samples ({sampler.weights}, {out.nfe} network evaluations each) written to {args.out}")
     return 0
 
 
 def _eval(args: argparse.Namespace, imports: list[str]) -> int:
-    from flowmap_core import report, runs
+    from flowmap_core import runs
 
     trainer = runs.open_run(args.run_dir, bindings=args.gin, imports=imports)
-    spec = runs.build_eval_spec()
-    result = runs.evaluate_run(trainer, spec, args.weights)
-    guided = runs.evaluate_guided_run(trainer, spec)
-    print(f"{result.metric} of {args.run_dir} at step {trainer.step:,} ({result.num_samples:,} samples)")
-    print(result.table())
-    if guided is not None:
-        print(f"\nclass-conditional {guided.metric} per guidance scale (mean over classes)")
-        print(guided.table())
-    path = report.write(args.run_dir, trainer, result, trainer.spec.dataset, guided)
-    print(f"flowmap: report written to {path}", file=sys.stderr)
+    scores = runs.score_run(trainer, args.run_dir, runs.build_eval_spec(), args.weights)
+    print(f"scores of {args.run_dir} at step {trainer.step:,}")
+    _print_scores(scores)
+    print(f"flowmap: report written to {args.run_dir / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _sweep(args: argparse.Namespace, imports: list[str]) -> int:
+    from flowmap_core import sweep
+
+    return sweep.main(args, args.argv[args.argv.index("sweep") + 1 :])
+
+
+def _report(args: argparse.Namespace, imports: list[str]) -> int:
+    from flowmap_core import report
+
+    report.sweep_page(args.sweeps, args.out, args.title)
+    print(f"flowmap: report written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -1,12 +1,14 @@
-"""Reading gin configs: the repository's search path, component imports, and clear errors.
+"""Reading gin configs: where they are found, component imports, and clear errors.
 
 Unknown configurables, unknown parameters and malformed files are errors that name the
 file and line; unknown component names list the known ones of their family.
 """
 
+import difflib
 import importlib
 import logging
 import re
+import sys
 import tokenize
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,10 +19,23 @@ import gin
 from flowmap_core import registry
 from flowmap_core.errors import FlowmapError
 
-GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
-"""The repository's gin folder: `include` paths are resolved against it."""
 
-DEFAULT_IMPORTS = ("components",)
+def _gin_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "gin"
+
+
+GIN_DIR = _gin_dir()
+"""The gin configs: `flowmap_core/configs` in an installed package (a wheel ships the
+repository's gin/ folder there), else the repository's gin/ beside the package. `include`
+paths and config names (`experiments/checkerboard_lsd.gin`) are resolved against it."""
+
+DEFAULT_IMPORTS = ("flowmap_components",)
+
+RENAMED = {"components": "flowmap_components"}
+"""Earlier import names of component packages: a run directory written before components/
+installed as `flowmap_components` has `import components` in its config.gin."""
 
 _SEARCH_PATHS: set[str] = set()
 
@@ -30,17 +45,25 @@ class ConfigError(FlowmapError, ValueError):
 
 
 def import_components(modules: Sequence[str] = DEFAULT_IMPORTS) -> None:
-    """Import the modules whose components a config may use (registration happens on import)."""
+    """Import the modules whose components a config may use (registration happens on import);
+    an earlier name in a config (`RENAMED`) refers to the package under its current name."""
     for module in modules:
         try:
-            importlib.import_module(module)
+            importlib.import_module(RENAMED.get(module, module))
         except ModuleNotFoundError as error:
             raise ConfigError(f"cannot import component module {module!r}: {error}") from error
+    for old, new in RENAMED.items():
+        if new in sys.modules:
+            sys.modules.setdefault(old, sys.modules[new])
 
 
 def resolve_config_file(path: str | Path) -> Path:
-    """A config path as given, or relative to the repository's gin folder."""
-    candidates = [Path(path), GIN_DIR / path, GIN_DIR.parent / path]
+    """A config path as given, or relative to the gin configs (`gin/experiments/...` names the
+    same file as `experiments/...`, in a checkout or an installed package)."""
+    parts = Path(path).parts
+    candidates = [Path(path), GIN_DIR / path]
+    if len(parts) > 1 and parts[0] == "gin":
+        candidates.append(GIN_DIR.joinpath(*parts[1:]))
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -305,3 +328,16 @@ def error_line(error: BaseException) -> str | None:
         return without_gin_context(str(error))
     found = configurable_error(error) or component_error(error)
     return None if found is None else str(found)
+
+
+def config_changes(before: str, after: str) -> list[str]:
+    """Binding lines that differ between two gin configs (comments and blank lines ignored)."""
+
+    def lines(text: str) -> list[str]:
+        return [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+    return [
+        ln
+        for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
+        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]

@@ -7,3 +7,7 @@ traceback (set FLOWMAP_TRACEBACK=1 to see tracebacks of these too).
 
 class FlowmapError(Exception):
     """An error in what the user gave flowmap, with a message that says what to change."""
+
+
+class TrainingError(FlowmapError, RuntimeError):
+    """The run cannot go on (bad configuration, a run directory that does not match, ...)."""

@@ -26,6 +26,9 @@ from flowmap_core.protocols import (
     Sampler,
     StreamingDataset,
 )
+from flowmap_core.scores import FLOW_MAP, Row, Table
+
+GUIDED = "guided"
 
 
 @gin.register("evaluate")
@@ -34,8 +37,7 @@ class EvalSpec:
     """How runs are scored (gin `evaluate.<field>`): the metric, step counts, sample size.
 
     Samples are drawn `chunk` at a time: small chunks keep the activations in cache and
-    avoid allocating and faulting in fresh pages for every layer (on a 2-core CPU, chunks
-    of 8192 against 50,000 cut the system time of an evaluation from 47 s to under 1 s).
+    avoid allocating and faulting in fresh pages for every layer.
 
     `baselines` are more samplers (e.g. `@sampler.ode()` with Euler or Heun) scored at
     the same NFE as each flow-map step count (a sampler of `nfe_per_step` = 2 takes k / 2
@@ -81,19 +83,6 @@ def quantised(images: torch.Tensor) -> torch.Tensor:
     return torch.round((images.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
-def table_head(first: str, step_counts: tuple[int, ...], unit: str = "steps") -> str:
-    """The header and rule of a Markdown table with one column per step count (or NFE)."""
-    if unit == "NFE":
-        names = " | ".join(f"NFE {k}" for k in step_counts)
-    else:
-        names = " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in step_counts)
-    return f"| {first} | {names} |\n" + "|---" * (len(step_counts) + 1) + "|"
-
-
-def markdown_row(name: str, values: list[float]) -> str:
-    return f"| {name} | " + " | ".join("—" if math.isnan(v) else f"{v:.4f}" for v in values) + " |"
-
-
 @attrs.frozen
 class EvalResult:
     """Scores per network name and step count, the noise floor, and a few samples to plot."""
@@ -106,21 +95,31 @@ class EvalResult:
     samples: dict[str, dict[int, torch.Tensor]]
 
     baselines: tuple[str, ...] = ()
-    sampler: str = "flow map"
+    sampler: str = FLOW_MAP
+    labels: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    seed: int = 0
 
-    def table(self) -> str:
-        """A Markdown table: one row per network (and baseline sampler), one column per step
-        count (columns are NFE when baselines are scored), and the floor."""
-        rows = [markdown_row(name, [row[k] for k in self.step_counts]) for name, row in self.scores.items()]
-        floor = markdown_row("true samples (noise floor)", [self.noise_floor] * len(self.step_counts))
-        if self.baselines:
-            head = table_head(f"weights, sampler (none named: {self.sampler})", self.step_counts, "NFE")
-        else:
-            head = table_head("weights", self.step_counts)
-        return "\n".join([head, *rows, floor])
+    def to_table(self) -> Table:
+        """The scores as data: a row per weights and sampler (`labels` gives each row's pair; a
+        row without one is weights of the evaluation's sampler), one column per step count
+        (per NFE when baselines are scored)."""
+        rows = []
+        for name, row in self.scores.items():
+            weights, sampler = self.labels.get(name, (name, FLOW_MAP))
+            rows.append(Row(weights=weights, sampler=sampler, values=[row[k] for k in self.step_counts]))
+        return Table(
+            metric=self.metric,
+            unit="NFE" if self.baselines else "steps",
+            counts=self.step_counts,
+            rows=rows,
+            noise_floor=self.noise_floor,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            sampler=self.sampler,
+        )
 
 
-def _sample_all(
+def sample_all(
     spec: EvalSpec,
     X: FlowMap,
     x0: torch.Tensor,
@@ -130,6 +129,8 @@ def _sample_all(
     sampler: Sampler | None = None,
     desc: str = "",
 ) -> torch.Tensor:
+    """`steps` steps of `sampler` (default: the evaluation's) from each chunk of `x0`, on the CPU;
+    a stochastic sampler draws from a generator seeded `spec.seed + steps`."""
     noise = torch.Generator(device=device).manual_seed(spec.seed + steps)
     sampler = spec.sampler if sampler is None else sampler
     chunks = [
@@ -159,14 +160,35 @@ def draws(
     from `spec.seed`, so any tool that scores a run sees the evaluation's own noise."""
     generator = torch.Generator().manual_seed(spec.seed)
     truth = real_samples(spec, dataset, generator)
+    return truth, _noise(spec, dataset, generator, device=device, dtype=dtype)
+
+
+def noise(
+    spec: EvalSpec, dataset: Dataset | StreamingDataset, *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The noise of `draws`, without keeping its true samples (a streamed dataset's are not read:
+    they do not touch the generator)."""
+    generator = torch.Generator().manual_seed(spec.seed)
+    if not isinstance(dataset if spec.real is None else spec.real, StreamingDataset):
+        real_samples(spec, dataset, generator)
+    return _noise(spec, dataset, generator, device=device, dtype=dtype)
+
+
+def _noise(
+    spec: EvalSpec, dataset: Dataset, generator: torch.Generator, *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     shape = (spec.num_samples, *dataset.data_shape)
-    x0 = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
-    return truth, x0
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def sampler_label(sampler: Sampler) -> str:
+    """How a baseline sampler is named in a table: `heun ODE`."""
+    return getattr(sampler, "label", type(sampler).__name__)
 
 
 def baseline_name(weights: str, sampler: Sampler) -> str:
     """The row name of a baseline sampler: `ema_0.999, heun ODE`."""
-    return f"{weights}, {getattr(sampler, 'label', type(sampler).__name__)}"
+    return Row(weights=weights, sampler=sampler_label(sampler), values=()).name
 
 
 @torch.no_grad()
@@ -186,8 +208,10 @@ def evaluate(
     scores: dict[str, dict[int, float]] = {}
     kept: dict[str, dict[int, torch.Tensor]] = {}
     baselines: list[str] = []
+    labels: dict[str, tuple[str, str]] = {}
     for name, X in flow_maps.items():
         baselines += [baseline_name(name, b) for b in spec.baselines]
+        labels |= {baseline_name(name, b): (name, sampler_label(b)) for b in spec.baselines}
         rows = [(name, spec.sampler)] + [(baseline_name(name, b), b) for b in spec.baselines]
         for row, sampler in rows:
             scores[row], kept[row] = {}, {}
@@ -196,7 +220,7 @@ def evaluate(
                 if nfe % per_step:
                     scores[row][nfe] = math.nan
                     continue
-                samples = _sample_all(spec, X, x0, nfe // per_step, interpolant, device, sampler, f"{row}, NFE {nfe}")
+                samples = sample_all(spec, X, x0, nfe // per_step, interpolant, device, sampler, f"{row}, NFE {nfe}")
                 scores[row][nfe] = spec.score(samples, dataset)
                 kept[row][nfe] = samples[: spec.plot_samples]
     return EvalResult(
@@ -207,7 +231,9 @@ def evaluate(
         num_samples=spec.num_samples,
         samples=kept,
         baselines=tuple(baselines),
-        sampler=getattr(spec.sampler, "label", "flow map"),
+        sampler=getattr(spec.sampler, "label", FLOW_MAP),
+        labels=labels,
+        seed=spec.seed,
     )
 
 
@@ -249,15 +275,27 @@ class GuidedResult:
     samples: dict[float, dict[int, tuple[torch.Tensor, torch.Tensor]]]
     pooled: bool = False
     edge_floor: float | None = None
+    weights: str = ""
+    num_samples: int = 0
+    seed: int = 0
 
-    def table(self) -> str:
-        """A Markdown table: one row per guidance scale, one column per step count, and the floors."""
-        rows = [markdown_row(f"{w:g}", [self.scores[w][k] for k in self.step_counts]) for w in self.scales]
-        floors = [markdown_row("true class samples (noise floor)", [self.noise_floor] * len(self.step_counts))]
-        if self.edge_floor is not None:
-            name = "true samples of the whole density (floor of w = 0)"
-            floors.append(markdown_row(name, [self.edge_floor] * len(self.step_counts)))
-        return "\n".join([table_head("guidance w", self.step_counts), *rows, *floors])
+    def to_table(self) -> Table:
+        """The scores as data: a row per guidance scale, one column per step count."""
+        rows = [
+            Row(weights=self.weights, guidance=w, values=[self.scores[w][k] for k in self.step_counts])
+            for w in self.scales
+        ]
+        return Table(
+            kind=GUIDED,
+            metric=self.metric,
+            counts=self.step_counts,
+            rows=rows,
+            noise_floor=self.noise_floor,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            pooled=self.pooled,
+            edge_floor=self.edge_floor,
+        )
 
 
 @torch.no_grad()
@@ -270,6 +308,7 @@ def evaluate_guided(
     interpolant: Interpolant,
     device: torch.device,
     dtype: torch.dtype,
+    weights: str = "",
 ) -> GuidedResult:
     """Sample each class at each guidance scale and step count, `spec.guidance_samples` in all
     (the same noise for every class). A labelled density (`class_bin_probabilities`) scores
@@ -307,7 +346,7 @@ def evaluate_guided(
             for label in range(classes):
                 cond = {k: v.to(device) for k, v in conditioning.given(label, w).items()}
                 desc = f"w = {w:g}, class {label}, {steps} steps"
-                samples = _sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
+                samples = sample_all(spec, X.with_cond(**cond), x0, steps, interpolant, device, desc=desc)
                 if pooled:
                     every.append(samples)
                 else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
@@ -325,4 +364,7 @@ def evaluate_guided(
         samples=kept,
         pooled=pooled,
         edge_floor=edge_floor,
+        weights=weights,
+        num_samples=per_class * classes,
+        seed=spec.seed,
     )

@@ -1,243 +1,260 @@
-"""The run report: `report.md` and its figures.
+"""Every Markdown table flowmap writes: a run's `report.md`, rendered from its scores.json, and
+the pages of sweeps (`flowmap report`).
 
-For 2D data, `samples.png` (a panel per step count beside the true density) and
-`kl_vs_steps.png`. For images, `samples_nfe<k>.png` per step count (a grid of samples of
-the headline weights from the flow map and each baseline sampler at that NFE, from the
-same noise) and `scores.png` (the metric against NFE). Class-conditional runs scored at
-guidance scales add `guided.png` (2D) or `guided_w<w>.png` per scale (images).
+Nothing else formats Markdown, and nothing reads it back: the numbers live in scores.json
+(`flowmap_core.scores`) and a sweep's summary.json (`flowmap_core.sweep`).
 """
 
 import math
+import re
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-import numpy as np
+from flowmap_core.scores import FLOW_MAP, Scores, Table
+from flowmap_core.sweep import Summary, mean_std, read_plan
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from flowmap_core.evaluation import EvalResult, GuidedResult  # noqa: E402
-from flowmap_core.protocols import DensityDataset  # noqa: E402
-from flowmap_core.trainer import Trainer  # noqa: E402
+FLOOR = "true samples (noise floor)"
+CLASS_FLOOR = "true class samples (noise floor)"
+EDGE_FLOOR = "true samples of the whole density (floor of w = 0)"
 
 
-def summary(trainer: Trainer) -> list[tuple[str, str]]:
-    """(setting, value) rows describing a run's components and budget."""
-    spec = trainer.spec
+def table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table: the header, its rule, and a line per row (cells as `str` gives them;
+    a `|` inside a cell becomes `/`)."""
 
-    def name(component: object) -> str:
-        return getattr(component, "registry_name", None) or type(component).__name__
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "/") for cell in cells) + " |"
 
-    optimizer = trainer.optimizer
-    return [
-        ("dataset", name(spec.dataset)),
-        ("backbone", f"{name(spec.backbone)} ({sum(p.numel() for p in trainer.net.parameters()):,} parameters)"),
-        ("parameterisation", name(spec.parameterisation)),
-        ("interpolant", name(spec.interpolant)),
-        ("objective", repr(spec.objective)),
-        ("time sampler", repr(spec.time_sampler)),
-        ("weighting", name(spec.weighting)),
-        ("optimizer", f"{type(optimizer).__name__} lr {trainer.base_lrs[0]:g}, schedule {spec.lr_schedule!r}"),
-        ("steps x batch", f"{spec.steps:,} x {spec.batch_size:,}"),
-        ("EMA rates", ", ".join(f"{r:g}" for r in spec.ema_rates)),
-        ("teacher", repr(spec.teacher)),
-        ("gradient clip", str(spec.grad_clip)),
-        ("processes", str(trainer.context.world_size)),
-    ]
+    return "\n".join([line(head), "|---" * len(head) + "|", *(line(row) for row in rows)])
 
 
-def write(
-    run_dir: Path,
-    trainer: Trainer,
-    result: EvalResult,
-    dataset: DensityDataset | None = None,
-    guided: GuidedResult | None = None,
-) -> Path:
-    """Write report.md and the plots into `run_dir`; returns the report's path."""
-    run_dir = Path(run_dir)
-    images = len(trainer.spec.dataset.data_shape) == 3
-    figures = write_image_figures(run_dir, result) if images else ["samples.png", "kl_vs_steps.png"]
-    lines = [
-        f"# flowmap run: {run_dir.name}",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        *[f"| {k} | {v.replace('|', '/')} |" for k, v in summary(trainer)],
-        "",
-        f"Training time: {trainer.elapsed / 60:.1f} min for {trainer.step:,} steps "
-        f"({trainer.step / max(trainer.elapsed, 1e-9):.1f} steps/s), {trainer.skipped} skipped.",
-        "",
-        f"## {result.metric} at each number of flow-map steps ({result.num_samples:,} samples)",
-        "",
-        result.table(),
-        "",
-        *[line for figure in figures for line in (f"![{Path(figure).stem}]({figure})", "")],
-    ]
-    if guided is not None:
+def score(value: float) -> str:
+    """A score in a run's table: four decimals, `—` where it was not scored."""
+    return "—" if math.isnan(value) else f"{value:.4f}"
+
+
+def column_name(count: int, unit: str) -> str:
+    """`NFE 4`, or `1 step`, `4 steps`."""
+    return f"NFE {count}" if unit == "NFE" else f"{count} step{'s' if count > 1 else ''}"
+
+
+def score_table(scores: Table) -> str:
+    """A run's table: one row per weights and sampler (or guidance scale), one column per step
+    count (NFE when baselines are scored), and the noise floors."""
+    columns = [column_name(k, scores.unit) for k in scores.counts]
+    width = len(scores.counts)
+    rows = [[row.name, *map(score, row.values)] for row in scores.rows]
+    if scores.kind == FLOW_MAP:
+        first = f"weights, sampler (none named: {scores.sampler})" if scores.unit == "NFE" else "weights"
+        rows.append([FLOOR, *[score(scores.noise_floor)] * width])
+    else:
+        first = "guidance w"
+        rows.append([CLASS_FLOOR, *[score(scores.noise_floor)] * width])
+        if scores.edge_floor is not None:
+            rows.append([EDGE_FLOOR, *[score(scores.edge_floor)] * width])
+    return table([first, *columns], rows)
+
+
+def _figure_lines(figures: Sequence[str]) -> list[str]:
+    return [line for figure in figures for line in (f"![{Path(figure).stem}]({figure})", "")]
+
+
+def run_report(
+    name: str,
+    settings: Sequence[tuple[str, str]],
+    scores: Scores,
+    figures: Sequence[str] = (),
+    guided_figures: Sequence[str] = (),
+) -> str:
+    """The text of a run's report.md: its settings, its training budget, each score table of
+    scores.json, and its figures."""
+    lines = [f"# flowmap run: {name}", "", table(["setting", "value"], settings), ""]
+    budget = scores.budget
+    if budget is not None:
+        lines += [
+            f"Training time: {budget.seconds / 60:.1f} min for {budget.steps:,} steps "
+            f"({budget.steps / max(budget.seconds, 1e-9):.1f} steps/s), {budget.skipped} skipped.",
+            "",
+        ]
+    result = scores.table(FLOW_MAP)
+    if result is not None:
+        lines += [
+            f"## {result.metric} at each number of flow-map steps ({result.num_samples:,} samples)",
+            "",
+            score_table(result),
+            "",
+            *_figure_lines(figures),
+        ]
+    for guided in (t for t in scores.tables if t.kind != FLOW_MAP):
         if guided.pooled:
             how = (
                 "Every class sampled at guidance w from the same noise, class-balanced, and scored as one set "
                 "against the data; the noise floor is held-out data of the same size. A grid per w: one row "
                 "per class, a panel per step count."
             )
-            guided_figures = write_guided_grids(run_dir, guided)
         else:
             how = (
                 "Each class sampled at guidance w and scored against its own density, averaged over classes; "
                 "at w = 0, where b^0 = b(x, null) carries no class, against the whole density, beside that "
                 "density's own floor at a class's sample count."
             )
-            plot_guided(run_dir / "guided.png", guided)
-            guided_figures = ["guided.png"]
         lines += [
             f"## Guided sampling: class-conditional {guided.metric} at each guidance scale",
             "",
             how,
             "",
-            guided.table(),
+            score_table(guided),
             "",
-            *[line for figure in guided_figures for line in (f"![{Path(figure).stem}]({figure})", "")],
+            *_figure_lines(guided_figures),
         ]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    if not images:
-        plot_samples(run_dir / "samples.png", result, dataset)
-        plot_scores(run_dir / "kl_vs_steps.png", result)
-    return path
+    return "\n".join(lines)
 
 
-def tile(images: torch.Tensor, columns: int = 8) -> np.ndarray:
-    """Images `(n, C, H, W)` in [-1, 1] as one `(rows * (H + 1), columns * (W + 1), C)` array in
-    [0, 1], a one-pixel gap between them (C = 1 or 3)."""
-    n, c, h, w = images.shape
-    rows = math.ceil(n / columns)
-    pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
-    canvas = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c), dtype=np.float32)
-    for index in range(n):
-        row, col = divmod(index, columns)
-        canvas[row * (h + 1) : row * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = pixels[index]
-    return canvas
+# ------------------------------------------------------------------------- sweep pages
 
 
-def show(ax, canvas: np.ndarray) -> None:
-    """One tiled canvas on `ax`, gray for one channel."""
-    ax.imshow(canvas[..., 0] if canvas.shape[2] == 1 else canvas, cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def spread(mean: float, std: float) -> str:
+    """A mean over seeds with its sample standard deviation (just the mean for one seed)."""
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4g} ± {std:.2g}" if math.isfinite(std) else f"{mean:.4g}"
 
 
-def write_image_figures(run_dir: Path, result: EvalResult, columns: int = 8) -> list[str]:
-    """A grid PNG per step count (one panel per sampler row of the first weights) and the
-    score plot; returns the file names, in report order."""
-    first = next(iter(result.scores))
-    rows = [first] + [name for name in result.baselines if name.startswith(f"{first}, ")]
-    names = []
-    for nfe in result.step_counts:
-        panels = [row for row in rows if nfe in result.samples[row]]
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
-        for ax, row in zip(axes[0], panels, strict=True):
-            show(ax, tile(result.samples[row][nfe][: columns * columns], columns))
-            sampler = result.sampler if row == first else row.removeprefix(f"{first}, ")
-            ax.set_title(f"{sampler}, NFE {nfe}: {result.scores[row][nfe]:.2f}", fontsize=9)
-        fig.tight_layout()
-        names.append(f"samples_nfe{nfe}.png")
-        fig.savefig(run_dir / names[-1], dpi=110)
-        plt.close(fig)
-    plot_scores(run_dir / "scores.png", result)
-    return [*names, "scores.png"]
+def _first_number(name: str) -> int:
+    found = re.search(r"\d+", name)
+    return int(found.group()) if found else 10**9
 
 
-def write_guided_grids(run_dir: Path, guided: GuidedResult, columns: int = 8) -> list[str]:
-    """`guided_w<w>.png` per guidance scale: a panel per step count, one row of samples per
-    class; returns the file names."""
-    names = []
-    for w in guided.scales:
-        counts = guided.step_counts
-        fig, axes = plt.subplots(1, len(counts), figsize=(2.6 * len(counts), 3.4), squeeze=False)
-        for ax, steps in zip(axes[0], counts, strict=True):
-            images, labels = guided.samples[w][steps]
-            per_class = min(columns, int((labels == labels[0]).sum()))
-            rows = [images[labels == c][:per_class] for c in labels.unique(sorted=True)]
-            show(ax, tile(torch.cat(rows), per_class))
-            score = guided.scores[w][steps]
-            ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.2f}", fontsize=8)
-        fig.tight_layout()
-        names.append(f"guided_w{w:g}.png")
-        fig.savefig(run_dir / names[-1], dpi=110)
-        plt.close(fig)
-    return names
+def sweep_section(
+    sweep_dir: Path,
+    summary: Summary,
+    plan: dict | None = None,
+    missing: Sequence[str] = (),
+    figures_dir: Path | None = None,
+    page_dir: Path | None = None,
+) -> str:
+    """The section of one sweep: its command, each cell's budget and headline scores per NFE
+    (mean ± sample std over seeds, and n), each cell's ODE baselines, the noise floor, the
+    scores tools wrote, who lost beyond the spread at each grid point, and the sweep's figures
+    (copied into `figures_dir` and linked from `page_dir`; without them, linked in place)."""
+    lines = [f"## {sweep_dir.name}", ""]
+    if plan:
+        lines += [f"Produced by `{plan['sweep']}`; each run is one command, e.g.", ""]
+        lines += ["```", plan["runs"][0]["command"], "```", ""] if plan.get("runs") else []
+    headlines = {cell: summary.headline(cell) for cell in summary.cells}
+    counts = sorted({k for series in headlines.values() if series for k in series.values})
+    columns = [f"NFE {k}" for k in counts]
+    table_stats = {cell: {f"NFE {k}": s.stats(k) for k in counts} for cell, s in headlines.items() if s}
+    baselines = {
+        series.label: {f"NFE {k}": series.stats(k) for k in counts}
+        for cell in table_stats
+        for series in summary.baselines(cell)
+    }
+    rows = []
+    for label, stats in (table_stats | baselines).items():
+        steps, seconds = summary.budget(label) if label in summary.cells else ((math.nan,) * 3, (math.nan,) * 3)
+        n = max((count for _, _, count in stats.values()), default=0)
+        budget = [f"{steps[0]:,.0f}" if math.isfinite(steps[0]) else "—", spread(seconds[0] / 60, seconds[1] / 60)]
+        rows.append([label, n, *budget, *[spread(*stats[c][:2]) for c in columns]])
+    lines.append(table(["cell", "n", "training steps", "minutes", *columns], rows))
+    if table_stats:
+        floor = summary.noise_floor(next(iter(table_stats)))
+        lines += ["", f"Noise floor (true samples against the data): {spread(*floor[:2])}."]
+    lines += ["", "A flow map's k steps are k network evaluations (NFE k)."] if columns else []
+    if baselines:
+        lines += ["", "Rows `<cell>, <solver> ODE` integrate the cell's diagonal velocity with that solver."]
+    lines += ["", *verdicts(table_stats, columns)]
+    lines += _tool_scores(summary)
+    if missing:
+        lines += ["", "Runs without scores (not finished or failed): " + ", ".join(missing)]
+    for figure in sorted(sweep_dir.glob("*.png")):
+        name = sweep_dir.name if figure.stem == "summary" else f"{sweep_dir.name}_{figure.stem}"
+        if figures_dir is None:
+            lines += ["", f"![{name}]({figure.name})"]
+            continue
+        target = figures_dir / f"{name}.png"
+        shutil.copyfile(figure, target)
+        lines += ["", f"![{name}]({target.relative_to(page_dir or figures_dir.parent).as_posix()})"]
+    return "\n".join(lines) + "\n"
 
 
-def plot_samples(path: Path, result: EvalResult, dataset: DensityDataset | None) -> None:
-    """One row per network: the true density, then a 2D histogram per step count."""
-    names = list(result.samples)
-    columns = len(result.step_counts) + 1
-    fig, axes = plt.subplots(len(names), columns, figsize=(2.6 * columns, 2.7 * len(names)), squeeze=False)
-    extent = (-4.5, 4.5, -4.5, 4.5)
-    edges = torch.linspace(extent[0], extent[1], 151, dtype=torch.float64)
-    truth = dataset.bin_probabilities(edges, edges) if isinstance(dataset, DensityDataset) else None
-    for row, name in enumerate(names):
-        ax = axes[row][0]
-        if truth is not None:
-            ax.imshow(truth.T.numpy(), origin="lower", extent=extent, cmap="magma")
-        ax.set_title("true density" if row == 0 else "")
-        ax.set_ylabel(name)
-        for col, steps in enumerate(result.step_counts, start=1):
-            ax = axes[row][col]
-            if steps not in result.samples[name]:  # a sampler that cannot take this NFE (Heun at 1)
-                ax.set_title(f"NFE {steps}: —")
-                ax.axis("off")
+def _tool_scores(summary: Summary) -> list[str]:
+    """The table of the scores a tool wrote per run (e.g. tools/mixture_experiment.py's flow-map
+    errors), mean ± std per cell, with its verdicts; no lines when there are none."""
+    cells = {cell: summary.tool_scores(cell) for cell in summary.cells}
+    cells = {cell: scores for cell, scores in cells.items() if scores}
+    if not cells:
+        return []
+    columns = list(dict.fromkeys(c for scores in cells.values() for c in scores))
+    family = {re.sub(r"\d+", "#", c): None for c in columns}
+    order = {name: index for index, name in enumerate(family)}
+    columns.sort(key=lambda c: (order[re.sub(r"\d+", "#", c)], _first_number(c)))
+    stats = {cell: {c: mean_std(scores.get(c, [])) for c in columns} for cell, scores in cells.items()}
+    rows = []
+    for cell, by_column in stats.items():
+        n = max((count for _, _, count in by_column.values()), default=0)
+        rows.append([cell, n, *[spread(*by_column[c][:2]) for c in columns]])
+    lines = ["", "Scores written by a tool for each run (scores.json):", ""]
+    return lines + [table(["cell", "n", *columns], rows), "", *verdicts(stats, columns)]
+
+
+def comparable_groups(cells: Sequence[str]) -> dict[str, list[str]]:
+    """Cells that differ only in their config, keyed by their grid values ('dimension=8-...'):
+    a sweep names a cell `<config>-<name>=<value>-...`, and only the same grid point compares."""
+    groups: dict[str, list[str]] = {}
+    for cell in cells:
+        grid = re.search(r"[A-Za-z_][\w.]*=", cell)
+        groups.setdefault(cell[grid.start() :] if grid else "", []).append(cell)
+    return groups
+
+
+def verdicts(stats: dict[str, dict[str, tuple[float, float, int]]], columns: Sequence[str]) -> list[str]:
+    """Per grid point and column, the best cell and the cells behind it by more than both
+    standard deviations (beyond noise); and the cells with fewer than 3 seeds. Lower is better."""
+    lines = []
+    for key, cells in comparable_groups(list(stats)).items():
+        if len(cells) < 2:
+            continue
+        lines.append(f"- {key or 'all cells'}:")
+        for column in columns:
+            scored = {cell: stats[cell][column] for cell in cells if math.isfinite(stats[cell][column][0])}
+            if not scored:
                 continue
-            points = result.samples[name][steps].double().numpy()
-            ax.hist2d(points[:, 0], points[:, 1], bins=[edges.numpy(), edges.numpy()], cmap="magma")
-            ax.set_title(f"{steps} step{'s' if steps > 1 else ''}: {result.scores[name][steps]:.3f}")
-    _save_panels(fig, axes, path)
+            best = min(scored, key=lambda cell: scored[cell][0])
+            mean, std, _ = scored[best]
+            width = std if math.isfinite(std) else 0.0
+            behind = [
+                f"{_label(cell, key)} ({m:.4g})"
+                for cell, (m, s, _) in scored.items()
+                if cell != best and m - mean > width + (s if math.isfinite(s) else 0.0)
+            ]
+            lost = (
+                f"; behind it beyond the spread: {', '.join(behind)}" if behind else "; none behind beyond the spread"
+            )
+            lines.append(f"  - {column}: best {_label(best, key)} ({mean:.4g}){lost}")
+    few = [cell for cell, by_column in stats.items() if max((n for *_, n in by_column.values()), default=0) < 3]
+    if few:
+        lines.append(f"- Fewer than 3 seeds, so not a result yet: {', '.join(few)}.")
+    return lines
 
 
-def _save_panels(fig: plt.Figure, axes, path: Path) -> None:
-    """Square panels without ticks, written to `path`."""
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _label(cell: str, key: str) -> str:
+    """A cell's name within its group: its config part."""
+    return cell.removesuffix(key).rstrip("-") or cell
 
 
-def plot_scores(path: Path, result: EvalResult) -> None:
-    """The metric against the number of steps (log scale), with the noise floor."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name, row in result.scores.items():
-        ax.plot(result.step_counts, [row[k] for k in result.step_counts], marker="o", label=name)
-    ax.axhline(result.noise_floor, color="gray", linestyle="--", label="true samples (noise floor)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(result.step_counts, [str(k) for k in result.step_counts])
-    ax.set_xlabel("network evaluations (NFE)" if result.baselines else "flow-map steps")
-    ax.set_ylabel(result.metric)
-    finite = [v for row in result.scores.values() for v in row.values() if math.isfinite(v)]
-    top = max(finite, default=math.nan)
-    if math.isfinite(top):
-        ax.set_ylim(0, top * 1.1)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_guided(path: Path, guided: GuidedResult) -> None:
-    """One row per guidance scale, one column per step count; points coloured by class."""
-    rows, columns = len(guided.scales), len(guided.step_counts)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.7 * rows), squeeze=False)
-    for i, w in enumerate(guided.scales):
-        for j, steps in enumerate(guided.step_counts):
-            points, labels = guided.samples[w][steps]
-            ax = axes[i][j]
-            ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=1, vmin=0, vmax=9)
-            ax.set_xlim(-4.5, 4.5)
-            ax.set_ylim(-4.5, 4.5)
-            score = guided.scores[w][steps]
-            ax.set_title(f"w = {w:g}, {steps} step{'s' if steps > 1 else ''}: {score:.3f}", fontsize=8)
-    _save_panels(fig, axes, path)
+def sweep_page(sweep_dirs: Sequence[Path], out: Path, title: str) -> str:
+    """Write a page of sweeps to `out` (figures beside it, in `<out stem>_figures/`); returns its text."""
+    figures = out.parent / f"{out.stem}_figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    intro = (
+        "Generated by `flowmap report` from the directories of `flowmap sweep`; "
+        "do not edit by hand. Lower is better in every table."
+    )
+    sections = [
+        sweep_section(d, Summary.read(d), read_plan(d), figures_dir=figures, page_dir=out.parent) for d in sweep_dirs
+    ]
+    text = f"# {title}\n\n{intro}\n\n" + "\n".join(sections)
+    out.write_text(text)
+    return text

@@ -1,16 +1,19 @@
-"""Open a finished (or interrupted) run directory: its config, weights and flow maps."""
+"""Open a finished (or interrupted) run directory: its config, weights and flow maps; score it
+and write its scores.json, report.md and figures."""
 
 from collections.abc import Sequence
 from pathlib import Path
 
 import gin
 
-from flowmap_core import checkpoint as ckpt
-from flowmap_core import config
-from flowmap_core.errors import FlowmapError
+from flowmap_core import config, figures, report
+from flowmap_core.errors import FlowmapError, TrainingError
 from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
-from flowmap_core.trainer import Trainer, TrainingError, TrainSpec
+from flowmap_core.rundir import RunDir, RunDirError
+from flowmap_core.scores import Budget, Scores
+from flowmap_core.spec import TrainSpec
+from flowmap_core.trainer import Trainer
 
 ONLINE = "online"
 
@@ -40,18 +43,15 @@ def _build(name: str):
 
 
 def open_run(
-    run_dir: Path | str, bindings: Sequence[str] = (), imports: Sequence[str] = config.DEFAULT_IMPORTS
+    run_dir: Path | str | RunDir, bindings: Sequence[str] = (), imports: Sequence[str] = config.DEFAULT_IMPORTS
 ) -> Trainer:
     """A trainer holding the newest checkpoint of `run_dir` (its config, plus `bindings`)."""
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.gin"
-    if not config_file.is_file():
-        raise TrainingError(f"{run_dir} is not a run directory: it has no config.gin")
-    config.parse([config_file], bindings, imports)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    config.parse([run.require().config], bindings, imports)
     trainer = Trainer(build_spec(), progress=False)
-    found = ckpt.latest(run_dir / "checkpoints", device=trainer.device)
+    found = run.latest_checkpoint(device=trainer.device)
     if found is None:
-        raise TrainingError(f"{run_dir} has no complete checkpoint under checkpoints/")
+        raise RunDirError(f"{run.path} has no complete checkpoint under checkpoints/")
     trainer.restore(found.checkpoint)
     return trainer
 
@@ -103,4 +103,65 @@ def evaluate_guided_run(trainer: Trainer, spec: EvalSpec) -> GuidedResult | None
         interpolant=trainer.spec.interpolant,
         device=trainer.device,
         dtype=trainer.dtype,
+        weights=name,
     )
+
+
+def budget(trainer: Trainer) -> Budget:
+    """What the trainer's run has cost so far."""
+    spec = trainer.spec
+    return Budget(
+        steps=trainer.step,
+        planned=spec.steps,
+        seconds=trainer.elapsed,
+        batch_size=spec.batch_size,
+        skipped=trainer.skipped,
+    )
+
+
+def settings(trainer: Trainer) -> list[tuple[str, str]]:
+    """(setting, value) rows describing a run's components and budget."""
+    spec = trainer.spec
+
+    def name(component: object) -> str:
+        return getattr(component, "registry_name", None) or type(component).__name__
+
+    optimizer = trainer.optimizer
+    return [
+        ("dataset", name(spec.dataset)),
+        ("backbone", f"{name(spec.backbone)} ({sum(p.numel() for p in trainer.net.parameters()):,} parameters)"),
+        ("parameterisation", name(spec.parameterisation)),
+        ("interpolant", name(spec.interpolant)),
+        ("objective", repr(spec.objective)),
+        ("time sampler", repr(spec.time_sampler)),
+        ("weighting", name(spec.weighting)),
+        ("optimizer", f"{type(optimizer).__name__} lr {trainer.base_lrs[0]:g}, schedule {spec.lr_schedule!r}"),
+        ("steps x batch", f"{spec.steps:,} x {spec.batch_size:,}"),
+        ("EMA rates", ", ".join(f"{r:g}" for r in spec.ema_rates)),
+        ("teacher", repr(spec.teacher)),
+        ("gradient clip", str(spec.grad_clip)),
+        ("processes", str(trainer.context.world_size)),
+    ]
+
+
+def score_run(
+    trainer: Trainer, run_dir: Path | str | RunDir, spec: EvalSpec, weights: Sequence[str] | None = None
+) -> Scores:
+    """Score the trainer's named weights (all of them by default) at every step count, and its
+    guided sampling if `spec` names guidance scales; write the scores and the budget into
+    scores.json (keeping a tool's scores), then the figures and report.md rendered from them."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    result = evaluate_run(trainer, spec, weights)
+    guided = evaluate_guided_run(trainer, spec)
+    tables = [result.to_table(), *([] if guided is None else [guided.to_table()])]
+    scores = run.update_scores(tables=tables, seed=trainer.spec.seed, budget=budget(trainer))
+    images = len(trainer.spec.dataset.data_shape) == 3
+    drawn, guided_drawn = figures.write_run_figures(run.path, result, trainer.spec.dataset, guided, images)
+    run.write(run.report.name, report.run_report(run.name, settings(trainer), scores, drawn, guided_drawn))
+    return scores
+
+
+def record_budget(trainer: Trainer, run_dir: Path | str | RunDir) -> Scores:
+    """Record the trainer's budget and seed in scores.json (after training, without scoring)."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    return run.update_scores(seed=trainer.spec.seed, budget=budget(trainer))

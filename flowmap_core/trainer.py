@@ -1,26 +1,27 @@
 """One generic training loop: it knows no method, dataset or network; gin supplies them.
 
-A run is described by a `TrainSpec` (gin name `train`): the components (dataset,
-backbone, parameterisation, interpolant, objective, time sampler, weighting, optimiser,
-learning-rate schedule) and the loop's settings. Each step draws a batch of data, noise
-x0 and times (s, t), evaluates the objective with the online network as student and the
+A run is described by a `TrainSpec` (gin name `train`, `flowmap_core.spec`): the components
+(dataset, backbone, parameterisation, interpolant, objective, time sampler, weighting,
+optimiser, learning-rate schedule) and the loop's settings. Each step draws a batch of data,
+noise x0 and times (s, t), evaluates the objective with the online network as student and the
 online network or an EMA as teacher, reduces it with the weighting, and takes one
 optimiser step with gradient clipping. Steps whose loss or gradient is not finite are
 skipped and counted; too many in a row stop the run with the last good checkpoint intact.
 
-The run directory receives `config.gin` (the full config, at start),
-`operative_config.gin` (what was used, after the first step), `metrics.jsonl` and
-`checkpoints/` (see `flowmap_core.checkpoint`). Only rank 0 writes.
+With a run directory (`flowmap_core.rundir.RunDir`) the trainer writes its config.gin at the
+start, operative_config.gin after the first step, metrics.jsonl and checkpoints/. Only rank 0
+writes.
+
+This file is about 500 lines: the step, the loop and the run's checkpoint state share the
+trainer's networks, optimiser, generators and counters, and read best together.
 """
 
-import difflib
 import functools
-import json
 import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,42 +33,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import data, distributed, records, registry, validators
+from flowmap_core import config, data, distributed, records, registry
 from flowmap_core.ema import EMA
-from flowmap_core.errors import FlowmapError
+from flowmap_core.errors import TrainingError
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
-    ChecksRun,
-    Conditioning,
-    Dataset,
     Draw,
-    Interpolant,
-    LRSchedule,
-    Objective,
     ObjectiveInput,
-    Parameterisation,
     SharesBatchStatistics,
-    StreamingDataset,
     StreamRequest,
-    Teacher,
     TimeSample,
-    TimeSampler,
-    Weighting,
 )
+from flowmap_core.rundir import RunDir
+from flowmap_core.spec import DTYPES, PRECISIONS, TrainSpec
 from flowmap_core.step_stats import SkipCounter, StepResult, Window
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
-"""Autocast dtype of the loss computation (weights and optimiser stay in `train.dtype`)."""
-COMPILE_MODES = ("none", "backbone", "step")
-"""`train.compile`: nothing; the backbone's forward (`torch.compile(net)`); or the whole loss,
-objective with its derivatives and weighting, with `fullgraph=True`, so that its backward
-pass is compiled too (the optimiser step stays eager)."""
-
-
-class TrainingError(FlowmapError, RuntimeError):
-    """The run cannot go on (bad configuration, a run directory that does not match, ...)."""
 
 
 class Interrupted(RuntimeError):
@@ -80,143 +60,6 @@ class Interrupted(RuntimeError):
         super().__init__(
             f"interrupted at step {step}; a checkpoint was written. Resume with: flowmap train --resume{where}"
         )
-
-
-def _not_required(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is gin.REQUIRED:
-        raise TrainingError(f"train.{attribute.name} is required: bind it in a gin file or with --gin")
-
-
-def _rejects(check: Callable[[Any, attrs.Attribute, Any], None]) -> Callable[[Any, attrs.Attribute, Any], None]:
-    """A shared validator (flowmap_core.validators) whose ValueError/TypeError is a TrainingError,
-    skipped for a missing binding (reported by `_not_required`)."""
-
-    def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is gin.REQUIRED:
-            return
-        try:
-            check(instance, attribute, value)
-        except (ValueError, TypeError) as error:
-            raise TrainingError(str(error)) from None
-
-    return validate
-
-
-_positive = _rejects(validators.positive_integer)
-_integer = _rejects(validators.integer)
-_boolean = _rejects(validators.boolean)
-_instance = _rejects(validators.component)
-
-
-def _factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    """`backbone` and `optimizer` are called by the trainer: a class or function, not an instance."""
-    if value is not gin.REQUIRED and (not callable(value) or isinstance(value, nn.Module)):
-        raise TrainingError(
-            f"train.{attribute.name} must be a factory the trainer calls, e.g. @{attribute.name}.<name> without "
-            f"parentheses; got {value!r}"
-        )
-    family = getattr(value, "registry_family", None)
-    if family is not None and family != attribute.name:
-        raise TrainingError(
-            f"train.{attribute.name} must be a {attribute.name} (@{attribute.name}.<name>), got "
-            f"@{family}.{value.registry_name}: a {family}"
-        )
-
-
-def _grad_clip(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        _rejects(validators.positive_finite)(instance, attribute, value)
-
-
-def _ema_rates(instance: Any, attribute: attrs.Attribute, value: tuple) -> None:
-    for rate in value:
-        try:
-            validators.open_unit_interval(instance, attribute, rate)
-        except (ValueError, TypeError):
-            raise TrainingError(f"train.ema_rates must be rates in (0, 1), e.g. (0.999,); got {value!r}") from None
-    if len(set(value)) != len(value):
-        raise TrainingError(f"train.ema_rates must be distinct, got {value!r}")
-
-
-def _ema_tuple(value: Any) -> tuple:
-    return tuple(value) if isinstance(value, list | tuple) else (value,)
-
-
-def _compile_mode(value: Any) -> Any:
-    """`train.compile`: True and False (the older switch) read as 'backbone' and 'none'."""
-    return {True: "backbone", False: "none"}.get(value, value) if isinstance(value, bool) else value
-
-
-def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, str):
-        raise TrainingError(f"train.device must be a string ('auto', 'cpu', 'cuda', 'cuda:1', ...), got {value!r}")
-    try:
-        distributed.resolve_device(value)
-    except distributed.DeviceError as error:
-        raise TrainingError(f"train.device = {value!r}: {error}") from None
-
-
-@gin.register("train")
-@attrs.frozen(kw_only=True)
-class TrainSpec:
-    """Everything a run needs: bound in gin as `train.<field>`.
-
-    `backbone` and `optimizer` are factories (`@backbone.mlp`, `@optimizer.adam`, no
-    parentheses): the trainer builds them for the data shape and the parameters.
-    `teacher` picks the network that supplies self-distillation targets (the online
-    weights, the paper's choice, or an EMA). `steps` defines the run, not wall time,
-    so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
-    loss computation, `tf32` allows TensorFloat-32 matmuls on CUDA. `compile` is one of
-    `COMPILE_MODES`: 'backbone' wraps the backbone in `torch.compile`, 'step' compiles the
-    whole loss (a derivative strategy that cannot compile, forward-mode AD, falls back to
-    'backbone' with one line saying so).
-    """
-
-    config_name = "train"
-
-    dataset: Dataset | StreamingDataset = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    backbone: Callable[..., nn.Module] = attrs.field(default=gin.REQUIRED, validator=[_not_required, _factory])
-    parameterisation: Parameterisation = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    interpolant: Interpolant = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    objective: Objective = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    time_sampler: TimeSampler = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    weighting: Weighting = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    optimizer: Callable[..., torch.optim.Optimizer] = attrs.field(
-        default=gin.REQUIRED, validator=[_not_required, _factory]
-    )
-    lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
-    steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
-    batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
-    grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)
-    ema_rates: tuple[float, ...] = attrs.field(default=(0.999,), converter=_ema_tuple, validator=_ema_rates)
-    ema_warmup: bool = attrs.field(default=True, validator=_boolean)
-    seed: int = attrs.field(default=0, validator=_integer)
-    dtype: str = "float32"
-    precision: str = "float32"
-    compile: str = attrs.field(default="none", converter=_compile_mode)
-    tf32: bool = attrs.field(default=True, validator=_boolean)
-    device: str = attrs.field(default="auto", validator=_device)
-    log_every: int = attrs.field(default=100, validator=_positive)
-    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
-    keep_checkpoints: int = attrs.field(default=3, validator=_positive)
-    max_consecutive_skips: int = attrs.field(default=50, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise TrainingError(f"train.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.precision not in PRECISIONS:
-            raise TrainingError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if isinstance(self.objective, ChecksRun):
-            try:
-                self.objective.check_run(interpolant=self.interpolant, teacher=self.teacher)
-            except ValueError as error:
-                raise TrainingError(str(error)) from None
-        if self.compile not in COMPILE_MODES:
-            raise TrainingError(
-                f"train.compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {self.compile!r}"
-            )
 
 
 @records.traceable
@@ -245,7 +88,7 @@ class Trainer:
     ):
         self.spec = spec
         self.context = context or distributed.Context(device=distributed.resolve_device(spec.device))
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run = RunDir(run_dir) if run_dir is not None else None
         self.progress = progress and self.context.is_main
         self.device = self.context.device
         self.dtype = DTYPES[spec.dtype]
@@ -303,8 +146,8 @@ class Trainer:
         self._checked_data = False
         self._batches: Iterator[Batch] | None = None
 
-        if self.run_dir is not None:
-            self._prepare_run_dir(resume=resume, force=force)
+        if self.run is not None:
+            self._prepare_run_dir(self.run, resume=resume, force=force)
 
     # ------------------------------------------------------------------ the step
 
@@ -509,7 +352,7 @@ class Trainer:
                     if save or stop:
                         self.save()
                     if stop:
-                        raise Interrupted(self.step, self.run_dir)
+                        raise Interrupted(self.step, self.run.path if self.run else None)
             finally:
                 bar.close()
 
@@ -527,7 +370,7 @@ class Trainer:
             raise TrainingError(
                 f"{report.longest} consecutive steps had a non-finite loss or gradient ({what}); "
                 f"stopping at step {self.step}. The last good checkpoint is intact"
-                + (f" in {self.run_dir / 'checkpoints'}" if self.run_dir else "")
+                + (f" in {self.run.checkpoints}" if self.run else "")
                 + ". Lower the learning rate, clip gradients (train.grad_clip) or change the stop-gradient policy."
             )
 
@@ -606,79 +449,55 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (rank 0, with a run directory)."""
-        if self.run_dir is None or not self.context.is_main:
+        if self.run is None or not self.context.is_main:
             return None
-        return ckpt.save(self.run_dir / "checkpoints", self.step, self.state(), keep=self.spec.keep_checkpoints)
+        return ckpt.save(self.run.checkpoints, self.step, self.state(), keep=self.spec.keep_checkpoints)
 
     def ema_nets(self) -> dict[str, nn.Module]:
         """{'ema_0.999': net, ...}"""
         return self.ema.named()
 
-    def _prepare_run_dir(self, *, resume: bool, force: bool) -> None:
-        assert self.run_dir is not None
-        config = gin.config_str()
-        config_file = self.run_dir / "config.gin"
-        found = ckpt.latest(self.run_dir / "checkpoints", device=self.device)
+    def _prepare_run_dir(self, run: RunDir, *, resume: bool, force: bool) -> None:
+        """Start the run in `run` (its config.gin), or continue it from its newest checkpoint."""
+        config_text = gin.config_str()
+        found = run.latest_checkpoint(device=self.device)
         if resume:
             if found is None:
-                raise TrainingError(f"nothing to resume in {self.run_dir}: no complete checkpoint under checkpoints/")
-            if config_file.is_file() and not force:
-                changes = config_changes(config_file.read_text(), config)
+                raise TrainingError(f"nothing to resume in {run.path}: no complete checkpoint under checkpoints/")
+            if run.config.is_file() and not force:
+                changes = config.config_changes(run.config.read_text(), config_text)
                 if changes:
                     raise TrainingError(
-                        f"the config differs from the one {self.run_dir} was started with; resume with --force "
+                        f"the config differs from the one {run.path} was started with; resume with --force "
                         "to accept the change:\n" + "\n".join(changes)
                     )
             for reason in found.passed_over:
                 self._log(f"passed over an unreadable checkpoint: {reason}")
             self.restore(found.checkpoint)
             self._log(f"resuming from {found.path} (step {self.step})")
-            self._forget_metrics_after(self.step)
+            if self.context.is_main:
+                run.forget_metrics_after(self.step)  # those steps are trained again
         elif found is not None and not force:
             raise TrainingError(
-                f"{self.run_dir} already holds a run (checkpoint at step {found.checkpoint.state['step']}); "
+                f"{run.path} already holds a run (checkpoint at step {found.checkpoint.state['step']}); "
                 "use --resume to continue it, or another --run-dir"
             )
         if self.context.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume or not config_file.is_file():
-                config_file.write_text(config)
-
-    def _forget_metrics_after(self, step: int) -> None:
-        """Drop metric lines past the resumed checkpoint: those steps are trained again."""
-        path = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
-        if path is None or not path.is_file() or not self.context.is_main:
-            return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+            run.create()
+            if not resume or not run.config.is_file():
+                run.write(run.config.name, config_text)
 
     def _write_text(self, name: str, text: str) -> None:
-        if self.run_dir is not None and self.context.is_main:
-            (self.run_dir / name).write_text(text)
+        if self.run is not None and self.context.is_main:
+            self.run.write(name, text)
 
     def _append_metrics(self, record: dict[str, Any]) -> None:
-        if self.run_dir is not None and self.context.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if self.run is not None and self.context.is_main:
+            self.run.append_metrics(record)
 
     def _log(self, message: str) -> None:
         if self.context.is_main:
             tqdm.write(f"flowmap: {message}", file=sys.stderr)
-
-
-def config_changes(before: str, after: str) -> list[str]:
-    """Binding lines that differ between two gin configs (comments and blank lines ignored)."""
-
-    def lines(text: str) -> list[str]:
-        return [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-    return [
-        ln
-        for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
-        if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
-    ]
 
 
 def _as_tensors(terms: dict[str, Any], like: torch.Tensor) -> dict[str, torch.Tensor]:

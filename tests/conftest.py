@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-import components  # noqa: E402, F401
+import flowmap_components  # noqa: E402, F401
 from flowmap_core import testing  # noqa: E402, F401  (registers the Hypothesis profiles)
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -13,23 +13,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from components.datasets.points import Points
-from components.datasets.shards import Shards
-from components.datasets.synthetic_images import write_synthetic
-from components.interpolants.general import General
-from components.objectives.esd import ESD
-from components.objectives.lsd import LSD
-from components.objectives.psd import PSD
-from components.objectives.split import Split
-from components.objectives.weighted_sum import WeightedSum
-from components.stopgrad.policies import MeanVelocityStopGradient
-from components.time_samplers.beta_gap import BetaGap
-from components.time_samplers.full_square import FullSquare
-from components.time_samplers.mixture import Mixture
-from components.time_samplers.on_grid import OnGrid
-from components.time_samplers.shift import Shift
-from components.time_samplers.uniform import UniformTriangle
-from components.velocities.conditional import ConditionalVelocity
+from flowmap_components.datasets.points import Points
+from flowmap_components.datasets.shards import Shards
+from flowmap_components.datasets.synthetic_images import write_synthetic
+from flowmap_components.interpolants.general import General
+from flowmap_components.objectives.esd import ESD
+from flowmap_components.objectives.lsd import LSD
+from flowmap_components.objectives.psd import PSD
+from flowmap_components.objectives.split import Split
+from flowmap_components.objectives.weighted_sum import WeightedSum
+from flowmap_components.stopgrad.policies import MeanVelocityStopGradient
+from flowmap_components.time_samplers.beta_gap import BetaGap
+from flowmap_components.time_samplers.full_square import FullSquare
+from flowmap_components.time_samplers.mixture import Mixture
+from flowmap_components.time_samplers.on_grid import OnGrid
+from flowmap_components.time_samplers.shift import Shift
+from flowmap_components.time_samplers.uniform import UniformTriangle
+from flowmap_components.velocities.conditional import ConditionalVelocity
 from flowmap_core import registry
 
 BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {

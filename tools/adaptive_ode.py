@@ -8,53 +8,43 @@ The noise and the true samples are drawn as `flowmap eval` draws them (the same 
 scores sit beside the report's fixed-step rows. The samples are integrated `evaluate.chunk` at a
 time (the step size adapts to each chunk), and NFE is the mean over chunks of the velocity
 evaluations one sample took (rtol = atol = the tolerance). Writes RUN_DIR/adaptive_ode.md and
-adds `dopri5 tol <tol> score` and `dopri5 tol <tol> NFE` to RUN_DIR/scores.json, which
-`tools/sweep.py --aggregate` averages over seeds.
+adds `dopri5 tol <tol> score` and `dopri5 tol <tol> NFE` to the tool scores of
+RUN_DIR/scores.json, which `flowmap sweep` averages over seeds.
 """
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from sweep import SCORES
+import torch
+
+from flowmap_core import report
+from flowmap_core.run_sampler import RunSampler
+from flowmap_core.rundir import RunDir
 
 
 def score(run_dir: Path, tolerances: tuple[float, ...], samples: int, weights: str | None) -> dict[str, float]:
     """Score dopri5 samples of the run's velocity at each tolerance; returns the new scores."""
-    import torch
-
-    from flowmap_core import runs
-    from flowmap_core.evaluation import draws
-    from flowmap_core.sampling import ode_sample
-
-    trainer = runs.open_run(run_dir, [f"evaluate.num_samples = {samples}"])
-    spec = runs.build_eval_spec()
-    name = weights or runs.headline_weights(trainer)
-    X = runs.flow_maps(trainer, [name])[name]
-    dataset = trainer.spec.dataset
-    _, x0 = draws(spec, dataset, device=trainer.device, dtype=trainer.dtype)
-    metric = getattr(spec.metric, "name", type(spec.metric).__name__)
+    sampler = RunSampler.open(run_dir, weights, [f"evaluate.num_samples = {samples}"])
+    x0 = sampler.noise()
+    metric = getattr(sampler.spec.metric, "name", type(sampler.spec.metric).__name__)
     found: dict[str, float] = {}
     rows = []
     for tolerance in tolerances:
-        outs = [
-            ode_sample(X.velocity, chunk, solver="dopri5", rtol=tolerance, atol=tolerance)
-            for chunk in x0.split(spec.chunk)
-        ]
-        value = spec.score(torch.cat([out.x.cpu() for out in outs]), dataset)
+        outs = sampler.sample_chunks(x0, ode="dopri5", rtol=tolerance, atol=tolerance)
+        value = sampler.score(torch.cat([out.x.cpu() for out in outs]))
         nfe = statistics.fmean(out.nfe for out in outs)
         found |= {f"dopri5 tol {tolerance:g} score": value, f"dopri5 tol {tolerance:g} NFE": nfe}
-        rows.append(f"| {tolerance:g} | {nfe:.1f} | {value:.4f} |")
+        rows.append([f"{tolerance:g}", f"{nfe:.1f}", report.score(value)])
     text = (
-        f"dopri5 on the velocity of {name}, {samples:,} samples, {metric} against the data.\n\n"
-        "| tolerance (rtol = atol) | NFE | score |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"dopri5 on the velocity of {sampler.weights}, {samples:,} samples, {metric} against the data.\n\n"
+        + report.table(["tolerance (rtol = atol)", "NFE", "score"], rows)
+        + "\n"
     )
-    (run_dir / "adaptive_ode.md").write_text(text)
-    path = run_dir / SCORES
-    scores = json.loads(path.read_text()) if path.is_file() else {}
-    path.write_text(json.dumps(scores | found, indent=1))
+    run = RunDir(run_dir)
+    run.write("adaptive_ode.md", text)
+    run.add_tool_scores(found)
     print(text)
     return found
 

@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from components.datasets.shards import Shards
-from components.datasets.synthetic_images import write_synthetic
-from flowmap_core import config, runs
+from flowmap_components.datasets.shards import Shards
+from flowmap_components.datasets.synthetic_images import write_synthetic
+from flowmap_core import config, report, runs
 from flowmap_core.protocols import StreamRequest
 from flowmap_core.trainer import Trainer
 
@@ -107,10 +107,11 @@ def main() -> None:
     shape = "x".join(map(str, dataset.data_shape))
     print(f"Data against compute ({args.config}, batch {trainer.local_batch}, {shape} images, {dataset.count:,} in")
     print(f"{len(dataset.shard_names)} shards, {torch.get_num_threads()} threads; samples/s)\n")
-    print("| workers | stream | step (compute only) | train (step fed by the stream) | train / step |")
-    print("|---|---|---|---|---|")
-    for workers, stream, step, train in rows:
-        print(f"| {workers} | {stream:,.0f} | {step:,.0f} | {train:,.0f} | {train / step:.2f} |")
+    head = ["workers", "stream", "step (compute only)", "train (step fed by the stream)", "train / step"]
+    cells = [
+        [w, f"{stream:,.0f}", f"{step:,.0f}", f"{train:,.0f}", f"{train / step:.2f}"] for w, stream, step, train in rows
+    ]
+    print(report.table(head, cells))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ sharing the same cores (threads / processes each). Reports steps/s and samples/s
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from flowmap_core import report
+from flowmap_core.rundir import RunDir
 
 
 def run(config: str, steps: int, processes: int, threads: int, run_dir: Path) -> list[dict]:
@@ -30,7 +32,7 @@ def run(config: str, steps: int, processes: int, threads: int, run_dir: Path) ->
         command = [sys.executable, *flowmap]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(threads // processes, 1)), "FLOWMAP_TYPECHECK": "0"}
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return RunDir(run_dir).metric_records()
 
 
 def main() -> None:
@@ -48,9 +50,8 @@ def main() -> None:
             rows.append((processes, max(args.threads // processes, 1), speed))
     batch = _batch_size(args.config)
     print(f"{args.config}, global batch {batch}, {args.steps} steps, {args.threads} cores\n")
-    print("| processes | threads each | steps/s | samples/s | vs 1 process |\n|---|---|---|---|---|")
-    for processes, threads, speed in rows:
-        print(f"| {processes} | {threads} | {speed:.1f} | {speed * batch:,.0f} | {speed / rows[0][2]:.2f}x |")
+    cells = [[p, t, f"{speed:.1f}", f"{speed * batch:,.0f}", f"{speed / rows[0][2]:.2f}x"] for p, t, speed in rows]
+    print(report.table(["processes", "threads each", "steps/s", "samples/s", "vs 1 process"], cells))
 
 
 def _batch_size(config_file: str) -> int:

@@ -3,8 +3,8 @@
     python tools/compare_grids.py RUN_DIR [RUN_DIR ...] --out grids.png [--nfe 1 2 4] [--n 16]
 
 Every run samples with its own sampler (`evaluate.sampler`: flow-map jumps, or Euler
-steps for flow matching) and its headline EMA weights, from the same noise, so the
-panels differ only by the model and the number of network evaluations.
+steps for flow matching) and its headline EMA weights, from the noise its evaluation draws
+with `--seed`, so the panels differ only by the model and the number of network evaluations.
 """
 
 import argparse
@@ -15,14 +15,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from flowmap_core import runs  # noqa: E402
-from flowmap_core.report import show, tile  # noqa: E402
+from flowmap_core.figures import show, tile  # noqa: E402
+from flowmap_core.run_sampler import RunSampler  # noqa: E402
 
 
 def main() -> int:
@@ -38,19 +33,12 @@ def main() -> int:
         len(args.run_dirs), len(args.nfe), figsize=(2.2 * len(args.nfe), 2.4 * len(args.run_dirs)), squeeze=False
     )
     for row, run_dir in enumerate(args.run_dirs):
-        trainer = runs.open_run(run_dir)
-        spec = runs.build_eval_spec()
-        name = runs.headline_weights(trainer)
-        X = runs.flow_maps(trainer, [name])[name]
-        generator = torch.Generator().manual_seed(args.seed)
-        x0 = torch.randn((args.n, *trainer.spec.dataset.data_shape), generator=generator).to(trainer.device)
-        label = getattr(spec.sampler, "label", "flow map")
-        per_step = getattr(spec.sampler, "nfe_per_step", 1)
+        sampler = RunSampler.open(run_dir)
+        x0 = sampler.noise(args.n, args.seed)
+        label = getattr(sampler.spec.sampler, "label", "flow map")
+        per_step = getattr(sampler.spec.sampler, "nfe_per_step", 1)
         for col, nfe in enumerate(args.nfe):
-            with torch.no_grad():
-                out = spec.sampler(
-                    X, x0, max(nfe // per_step, 1), interpolant=trainer.spec.interpolant, generator=generator
-                )
+            out = sampler.sample(x0, max(nfe // per_step, 1))
             show(axes[row][col], tile(out.x, columns))
             axes[row][col].set_title(f"{run_dir.name}, {label}, NFE {nfe}", fontsize=8)
     fig.tight_layout()

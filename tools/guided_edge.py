@@ -7,53 +7,51 @@ samples at w = 0 should be the whole density, as the label-free map's are (the n
 at w = 1). This samples the label-free map and every class at w = 0 from the same noise,
 scores each against the whole density with the run's metric (the histogram KL on a 2D
 ring), and writes RUN_DIR/guided_edge.md (the table) and RUN_DIR/scores.json
-(`label_free_<k>`, `w0_mean_<k>`, `w0_ratio_<k>` for each step count k), which
-`tools/sweep.py --aggregate` averages over seeds.
+(tool scores `label_free_<k>`, `w0_mean_<k>`, `w0_ratio_<k>` for each step count k), which
+`flowmap sweep` averages over seeds.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from sweep import SCORES
+from flowmap_core import report
+from flowmap_core.evaluation import evaluate
+from flowmap_core.run_sampler import RunSampler
+from flowmap_core.rundir import RunDir
 
 
 def score(run_dir: Path, steps: tuple[int, ...], samples: int, weights: str | None) -> dict[str, float]:
     """The label-free map and each class at w = 0, scored against the whole density."""
-    from flowmap_core import runs
-    from flowmap_core.evaluation import evaluate
-
     bindings = [f"evaluate.step_counts = {tuple(steps)!r}", "evaluate.guidance_scales = ()"]
     bindings.append(f"evaluate.num_samples = {samples}")
-    trainer = runs.open_run(run_dir, bindings)
-    spec = runs.build_eval_spec()
-    data, cond = trainer.spec.dataset, trainer.spec.conditioning
-    if not getattr(data, "num_classes", None) or "guidance" not in cond.unconditional():
+    sampler = RunSampler.open(run_dir, weights, bindings)
+    trainer, data = sampler.trainer, sampler.dataset
+    if not getattr(data, "num_classes", None) or "guidance" not in trainer.spec.conditioning.unconditional():
         raise SystemExit(f"guided_edge: {run_dir} is not a guided run (conditioning.guided on labelled data)")
-    name = weights or runs.headline_weights(trainer)
-    free = runs.flow_maps(trainer, [name])[name]  # the null class at w = 1
-    maps = {"label-free (null class, w = 1)": free}
-    for label in range(data.num_classes):
-        at_edge = {k: v.to(trainer.device) for k, v in cond.given(label, 0.0).items()}
-        maps[f"class {label}, w = 0"] = free.with_cond(**at_edge)
+    maps = {"label-free (null class, w = 1)": sampler.X}
+    maps |= {f"class {label}, w = 0": sampler.given(label, 0.0) for label in range(data.num_classes)}
     device, dtype = trainer.device, trainer.dtype
-    result = evaluate(spec, maps, data, interpolant=trainer.spec.interpolant, device=device, dtype=dtype)
-    table = result.table()
+    result = evaluate(sampler.spec, maps, data, interpolant=trainer.spec.interpolant, device=device, dtype=dtype)
+    table = report.score_table(result.to_table())
     scores: dict[str, float] = {}
     for k in steps:
         label_free = result.scores["label-free (null class, w = 1)"][k]
         w0 = sum(result.scores[f"class {c}, w = 0"][k] for c in range(data.num_classes)) / data.num_classes
         scores |= {f"label_free_{k}": label_free, f"w0_mean_{k}": w0, f"w0_ratio_{k}": w0 / label_free}
-    mean_row = " | ".join(f"{scores[f'w0_mean_{k}']:.4f}" for k in steps)
-    ratio_row = " | ".join(f"{scores[f'w0_ratio_{k}']:.2f}" for k in steps)
-    text = (
-        f"Weights {name}, {samples:,} samples per row, every row against the whole density.\n\n{table}\n"
-        f"| labelled at w = 0, mean over classes | {mean_row} |\n"
-        f"| ratio to the label-free map | {ratio_row} |\n"
+    columns = [report.column_name(k, "steps") for k in steps]
+    summary = report.table(
+        ["over the classes", *columns],
+        [
+            ["labelled at w = 0, mean over classes", *[report.score(scores[f"w0_mean_{k}"]) for k in steps]],
+            ["ratio to the label-free map", *[f"{scores[f'w0_ratio_{k}']:.2f}" for k in steps]],
+        ],
     )
-    (run_dir / "guided_edge.md").write_text(text)
-    (run_dir / SCORES).write_text(json.dumps(scores, indent=1))
+    intro = f"Weights {sampler.weights}, {samples:,} samples per row, every row against the whole density."
+    text = f"{intro}\n\n{table}\n\n{summary}\n"
+    run = RunDir(run_dir)
+    run.write("guided_edge.md", text)
+    run.add_tool_scores(scores)
     print(text)
     return scores
 

@@ -101,14 +101,17 @@ def estimate(
 
 
 def table(results: dict[str, dict]) -> str:
-    """Markdown: one row per (weights, kind, time), columns mean, quantiles, max."""
+    """One row per (weights, kind, time), columns mean, quantiles, max."""
+    from flowmap_core import report
+
     names = ["mean", *[f"q{round(q * 100)}" for q in QUANTILES], "max"]
-    lines = ["| weights | of | at | " + " | ".join(names) + " |", "|---" * (len(names) + 3) + "|"]
-    for who, kinds in results.items():
-        for kind, rows in kinds.items():
-            for at, stats in rows.items():
-                lines.append(f"| {who} | {kind} | {at} | " + " | ".join(f"{stats[k]:.3f}" for k in names) + " |")
-    return "\n".join(lines)
+    rows = [
+        [who, kind, at, *[f"{stats[k]:.3f}" for k in names]]
+        for who, kinds in results.items()
+        for kind, rows in kinds.items()
+        for at, stats in rows.items()
+    ]
+    return report.table(["weights", "of", "at", *names], rows)
 
 
 def pair(text: str) -> tuple[float, float]:
@@ -130,11 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default: RUN_DIR/lipschitz.json)")
     args = parser.parse_args(argv)
 
-    from flowmap_core import runs
+    from flowmap_core.run_sampler import RunSampler
 
-    trainer = runs.open_run(args.run_dir)
-    weights = args.weights or runs.headline_weights(trainer)
-    X = runs.flow_maps(trainer, [weights])[weights]
+    sampler = RunSampler.open(args.run_dir, args.weights)
+    trainer, weights, X = sampler.trainer, sampler.weights, sampler.X
     spec = trainer.spec
     generator = torch.Generator().manual_seed(args.seed)
     x1 = spec.dataset.sample(args.n, generator=generator, device=trainer.device, dtype=trainer.dtype).x1

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from components.datasets.shard_format import DataError, Manifest, join, write_shards
+from flowmap_components.datasets.shard_format import DataError, Manifest, join, write_shards
 from flowmap_core.errors import FlowmapError
 
 FORMATS = ("auto", "fashion-mnist", "mnist", "cifar10", "folder", "array")

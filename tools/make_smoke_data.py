@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from components.datasets.shards import read_images  # noqa: E402
-from components.datasets.synthetic_images import write_synthetic  # noqa: E402
+from flowmap_components.datasets.shards import read_images  # noqa: E402
+from flowmap_components.datasets.synthetic_images import write_synthetic  # noqa: E402
 
 SHAPES = {"gray28": (1, 28, 28), "rgb32": (3, 32, 32), "rgb64": (3, 64, 64)}
 

@@ -21,7 +21,6 @@ the KL table of the EMA weights (200,000 samples per step count).
 
 import argparse
 import copy
-import json
 import math
 import sys
 import time
@@ -91,7 +90,7 @@ def sample(u: nn.Module, e: torch.Tensor, steps: int, batch: int = 50_000) -> to
 
 
 def train(steps: int, seed: int, batch: int = 1024, lr: float = 2e-3) -> tuple[nn.Module, float]:
-    import components  # noqa: F401  (registers the checkerboard and the metric)
+    import flowmap_components  # noqa: F401  (registers the checkerboard and the metric)
     from flowmap_core import registry
 
     data = registry.build("dataset", "checkerboard")
@@ -127,20 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--out", type=Path, default=None, help="write scores.json here")
     args = parser.parse_args(argv)
-    import components  # noqa: F401  (registers the checkerboard and the metric)
-    from flowmap_core import registry
+    import flowmap_components  # noqa: F401  (registers the checkerboard and the metric)
+    from flowmap_core import registry, report
+    from flowmap_core.rundir import RunDir
 
     ema, seconds = train(args.steps, args.seed)
     data, metric = registry.build("dataset", "checkerboard"), registry.build("metric", "histogram_kl")
     e = torch.randn(args.samples, 2, generator=torch.Generator().manual_seed(1234))
     scores = {f"kl_{k}": metric(sample(ema, e, k), data) for k in STEP_COUNTS}
-    print("| weights | " + " | ".join(f"{k} step{'s' if k > 1 else ''}" for k in STEP_COUNTS) + " |")
-    print("|---" * (len(STEP_COUNTS) + 1) + "|")
-    print("| ema_0.999 | " + " | ".join(f"{scores[f'kl_{k}']:.4f}" for k in STEP_COUNTS) + " |")
+    head = ["weights", *[report.column_name(k, "steps") for k in STEP_COUNTS]]
+    print(report.table(head, [["ema_0.999", *[report.score(scores[f"kl_{k}"]) for k in STEP_COUNTS]]]))
     print(f"{args.steps} steps in {seconds:.0f} s, seed {args.seed}")
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "scores.json").write_text(json.dumps(scores | {"training_seconds": seconds}, indent=1))
+        run = RunDir(args.out)
+        run.create()
+        run.add_tool_scores(scores | {"training_seconds": seconds})
     return 0
 
 

@@ -1,5 +1,5 @@
 """Flow-map error on a d-dimensional Gaussian mixture: train methods x dimensions x separations x
-seeds (tools/sweep.py), score every run against the exact map, aggregate mean ± std.
+seeds (a `flowmap sweep`), score every run against the exact map, aggregate mean ± std.
 
     python tools/mixture_experiment.py --out runs/mixture --methods lsd esd psd_m fm \\
         --dimensions 2 8 32 --separations 4 --seeds 0 1 2 --jobs 2
@@ -15,18 +15,18 @@ run is then scored once against the exact map X* of its own mixture and interpol
   k = 1, 2, 4, 8, 16 against the exact transport of the same noise (with the flow map; for
   FM runs, with Euler and Heun ODE sampling at the same NFE);
 - flow_map_error.png: the heat map of the first over the triangle;
-- scores.json: the headline numbers, which the sweep's summary aggregates per cell.
+- scores.json: the headline numbers as tool scores, which the sweep's summary aggregates per cell.
 
-OUT/summary.md then holds mean ± std over seeds of every cell (sliced W2 from each run's report,
+OUT/summary.md then holds mean ± std over seeds of every cell (sliced W2 from each run's scores,
 the flow-map errors, the training cost), and OUT/error_vs_dimension.png the grid-mean map error
 and the 1-step sampling error against dimension, one line per method and separation
 (OUT/error_vs_separation.png, against separation, when the sweep has one dimension).
 """
 
 import argparse
-import importlib.util
 import json
 import math
+import shlex
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -34,37 +34,28 @@ from pathlib import Path
 import attrs
 import torch
 
-TOOLS = Path(__file__).resolve().parent
-GIN = TOOLS.parent / "gin" / "experiments"
+from flowmap_core import config, sweep
+from flowmap_core.rundir import RunDir
+
+GIN = config.GIN_DIR / "experiments"
 STEP_COUNTS = (1, 2, 4, 8, 16)
-
-
-def _sweep():
-    spec = importlib.util.spec_from_file_location("sweep", TOOLS / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _sweep()
 
 
 def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: int = 0) -> dict[str, float]:
     """Score a finished mixture run against its exact map; write flow_map_error.{json,png} and
     scores.json into it; return the scores."""
-    from components.metrics.flow_map_error import flow_map_error_grid, plot_error_grid, sampling_error
-    from components.samplers.flow_map import FlowMapSampler
-    from components.samplers.ode import ODESampler
-    from flowmap_core import runs
+    from flowmap_components.metrics.flow_map_error import flow_map_error_grid, plot_error_grid, sampling_error
+    from flowmap_components.samplers.flow_map import FlowMapSampler
+    from flowmap_components.samplers.ode import ODESampler
+    from flowmap_core.run_sampler import RunSampler
 
-    trainer = runs.open_run(run_dir)
+    sampler = RunSampler.open(run_dir)
+    trainer, X, weights = sampler.trainer, sampler.X, sampler.weights
     spec = trainer.spec
     mixture = getattr(spec.dataset, "mixture", None)
     if mixture is None:
         raise SystemExit(f"mixture_experiment: {run_dir} does not train on dataset.gaussian_mixture_nd")
     exact = attrs.evolve(mixture, interpolant=spec.interpolant)
-    weights = runs.headline_weights(trainer)
-    X = runs.flow_maps(trainer, [weights])[weights]
     common = {"dtype": trainer.dtype, "device": trainer.device, "seed": seed}
     grid = flow_map_error_grid(X, exact, times=times, num_samples=num_samples, **common)
     fm = spec.objective.registry_name == "flow_matching"
@@ -92,11 +83,11 @@ def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: i
     scores |= {f"map error {s:g}->{t:g}": e for s, t, e, _ in grid.pairs() if (s, t) == (times[0], times[-1])}
     for name, rows in sampling.items():
         scores |= {f"{name} NFE {k} error": mean for k, (mean, _) in rows.items()}
-    (run_dir / sweep.SCORES).write_text(json.dumps(scores, indent=1))
+    RunDir(run_dir).add_tool_scores(scores)
     return scores
 
 
-def plot_errors(out: Path, summary: dict, cells: dict[str, tuple[str, int, float]]) -> Path:
+def plot_errors(out: Path, summary: sweep.Summary, cells: dict[str, tuple[str, int, float]]) -> Path:
     """Grid-mean map error and 1-NFE sampling error, mean ± std over seeds, against dimension
     (one line per method and separation), or against separation when the sweep has one
     dimension and several separations. Writes and returns OUT/error_vs_<axis>.png."""
@@ -120,11 +111,11 @@ def plot_errors(out: Path, summary: dict, cells: dict[str, tuple[str, int, float
         for (method, fixed), members in sorted(lines.items()):
             x, mean, std = [], [], []
             for position, cell in sorted(members):
-                scores = summary.get(cell, {}).get("scores", {})
+                scores = summary.tool_scores(cell) if cell in summary.cells else {}
                 key = next((k for k in scores if k.endswith(pattern)), None)
                 if key is None:
                     continue
-                m, s = sweep.mean_std(list(scores[key].values()))
+                m, s, _ = sweep.mean_std(scores[key])
                 x.append(position)
                 mean.append(m)
                 std.append(0.0 if math.isnan(s) else s)
@@ -193,17 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         ["exact.mixture_means.dimension", *map(str, args.dimensions)],
         ["exact.mixture_means.separation", *map(str, args.separations)],
     ]
-    sweep_argv = [*configs, "--out", str(args.out), "--seeds", *map(str, args.seeds), "--jobs", str(args.jobs)]
-    sweep_argv += [arg for axis in grid for arg in ("--grid", *axis)]
-    sweep_argv += [arg for binding in args.gin for arg in ("--gin", binding)] + ["--nice", str(args.nice)]
-    sweep_argv += ["--threads", str(args.threads)] if args.threads else []
-    sweep_args = sweep.parse(sweep_argv)
-    planned = sweep.plan(sweep_args)
+    planned = sweep.plan(configs, grid, args.seeds, args.out, args.gin)
     if args.print_commands:
-        return sweep.main([*sweep_argv, "--print-commands"])
+        for run in planned:
+            if run.status() != "done":
+                print(shlex.join(run.command(resume=run.status() == "partial")))
+        return 0
     failed = 0
     if not args.aggregate:
-        pending = [run for run in planned if sweep.status(run) != "done"]
+        pending = [run for run in planned if run.status() != "done"]
         print(f"mixture_experiment: {len(planned)} runs, {len(planned) - len(pending)} already done", file=sys.stderr)
         threads = args.threads or 1
         codes = sweep.launch(pending, args.jobs, threads, args.nice, args.out / "logs")
@@ -215,12 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         strict=True,
     ):
         cells[cell] = (method, dimension, separation)
-    unscored = [r for r in planned if sweep.status(r) == "done" and not (r.run_dir / sweep.SCORES).is_file()]
+    unscored = [r for r in planned if r.status() == "done" and not RunDir(r.run_dir).read_scores().tool]
     failed += score_runs([r.run_dir for r in unscored], args)
+    sweep.record_plan(
+        planned, args.out, argv if argv is not None else sys.argv[1:], tool="python tools/mixture_experiment.py"
+    )
     print(sweep.aggregate(planned, args.out))
-    sweep.record_plan(planned, args.out, argv if argv is not None else sys.argv[1:], tool="tools/mixture_experiment.py")
-    summary = json.loads((args.out / "summary.json").read_text())
-    figure = plot_errors(args.out, summary, cells)
+    figure = plot_errors(args.out, sweep.Summary.read(args.out), cells)
     print(f"mixture_experiment: {args.out / 'summary.md'}, {figure}", file=sys.stderr)
     return 1 if failed else 0
 

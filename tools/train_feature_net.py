@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from components.features import classifier  # noqa: E402
-from components.metrics.frechet import GaussianStats, frechet_distance  # noqa: E402
+from flowmap_components.features import classifier  # noqa: E402
+from flowmap_components.metrics.frechet import GaussianStats, frechet_distance  # noqa: E402
 from flowmap_core.protocols import Batch  # noqa: E402
 
 CACHE = "~/.cache/flowmap/feature_nets"
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     settings = Settings(epochs=args.epochs, batch=args.batch, seed=args.seed)
 
-    from components.datasets.shards import read_images
+    from flowmap_components.datasets.shards import read_images
 
     texts = [read_manifest_text(url) for url in (args.train, args.test)]
     classes = json.loads(texts[0]).get("classes")

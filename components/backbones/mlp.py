@@ -5,8 +5,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from components.backbones import tangent_rules as rules
-from components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked

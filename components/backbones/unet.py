@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.backbones import tangent_rules as rules
-from components.backbones.tangent_rules import Tangent
-from components.backbones.time_features import FourierTimeFeatures
-from components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.tangent_rules import Tangent
+from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.backbones import tangent_rules as rules
-from components.backbones.tangent_rules import Tangent
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.tangent_rules import Tangent
 
 SKIP_SCALE = math.sqrt(0.5)
 """Residual sums are scaled by 1/sqrt(2), as in DDPM++, to keep their variance."""

@@ -6,7 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.conditioning.class_label import NULL, dropped_labels, labelled_backbone
+from flowmap_components.conditioning.class_label import NULL, dropped_labels, labelled_backbone
 from flowmap_core.protocols import Batch, Dataset
 from flowmap_core.registry import register
 from flowmap_core.validators import unit_interval

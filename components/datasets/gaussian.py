@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from components.exact.gaussian import GaussianFlow
+from flowmap_components.exact.gaussian import GaussianFlow
 from flowmap_core.protocols import Batch
 from flowmap_core.registry import register
 

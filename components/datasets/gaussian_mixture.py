@@ -6,7 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.exact.gaussian_mixture import GaussianMixtureFlow
+from flowmap_components.exact.gaussian_mixture import GaussianMixtureFlow
 from flowmap_core.protocols import Batch
 from flowmap_core.registry import register
 

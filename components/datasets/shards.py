@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from components.datasets.shard_format import MANIFEST, DataError, Manifest, examples, join, read_manifest
+from flowmap_components.datasets.shard_format import MANIFEST, DataError, Manifest, examples, join, read_manifest
 from flowmap_core.protocols import Batch, StreamRequest
 from flowmap_core.registry import register
 from flowmap_core.validators import non_negative, positive

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from components.datasets.shard_format import Manifest, write_shards
+from flowmap_components.datasets.shard_format import Manifest, write_shards
 
 
 def blob_images(

@@ -4,7 +4,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from components.derivatives.precision import check_precision, computed_in
+from flowmap_components.derivatives.precision import check_precision, computed_in
 from flowmap_core.protocols import FlowMapLike
 from flowmap_core.registry import register
 from flowmap_core.validators import positive_finite

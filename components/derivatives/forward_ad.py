@@ -3,7 +3,7 @@
 import attrs
 from torch import Tensor
 
-from components.derivatives.precision import check_precision, computed_in
+from flowmap_components.derivatives.precision import check_precision, computed_in
 from flowmap_core.autodiff import jvp
 from flowmap_core.protocols import FlowMapLike
 from flowmap_core.registry import register
@@ -15,7 +15,7 @@ class ForwardAD:
     """dV by `torch.func.jvp` of the student's V_{s,t}(x) along (dx, ds, dt): exact, and needs
     nothing of the backbone. Dual tensors run op by op: a step with it does not compile
     whole in torch 2.13 (AOT autograd rejects forward-mode AD), so a compiled run compiles
-    the backbone only. `precision` (see `components.derivatives.precision`): 'float32'
+    the backbone only. `precision` (see `flowmap_components.derivatives.precision`): 'float32'
     computes the JVP with autocast off, as published PyTorch ports of sCM and MeanFlow do.
     """
 

@@ -3,7 +3,7 @@
 import attrs
 from torch import Tensor
 
-from components.derivatives.precision import check_precision, computed_in
+from flowmap_components.derivatives.precision import check_precision, computed_in
 from flowmap_core.flow_map import tangent_pass_missing
 from flowmap_core.protocols import FlowMapLike
 from flowmap_core.registry import register
@@ -14,7 +14,7 @@ from flowmap_core.registry import register
 class TangentPass:
     """dV from the backbone's `tangent` method (`flowmap_core.protocols.HasTangentPass`): the
     forward pass and its derivative along (dx, ds, dt) as ordinary ops, layer by layer
-    (`components.backbones.tangent_rules`). Exact (equal to forward-mode AD up to float
+    (`flowmap_components.backbones.tangent_rules`). Exact (equal to forward-mode AD up to float
     rounding), compiles whole, and skips what forward-mode AD computes for nothing (the
     tangents of biases, of inputs that do not move). Needs a backbone with a tangent pass
     (the MLP and the UNet have one) and a parameterisation with `mean_velocity_tangent`.

@@ -1,3 +1,3 @@
 """Closed-form flows used as ground truth by property tests and users (family `exact`)."""
 
-from components.exact import gaussian, gaussian_mixture  # noqa: F401
+from flowmap_components.exact import gaussian, gaussian_mixture  # noqa: F401

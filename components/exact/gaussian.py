@@ -4,8 +4,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.exact import mean_velocity
-from components.interpolants.linear import Linear
+from flowmap_components.exact import mean_velocity
+from flowmap_components.interpolants.linear import Linear
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import Interpolant
 from flowmap_core.registry import register

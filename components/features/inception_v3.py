@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.features.imagenet_input import Images, check_images, load_strictly, read_state_dict, rgb_at
+from flowmap_components.features.imagenet_input import Images, check_images, load_strictly, read_state_dict, rgb_at
 from flowmap_core.registry import register
 from flowmap_core.typing import Float, Tensor, typechecked
 from flowmap_core.validators import positive

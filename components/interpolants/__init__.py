@@ -1,3 +1,3 @@
 """Interpolants `x_t = alpha(t) x0 + beta(t) x1` (family `interpolant`)."""
 
-from components.interpolants import general, linear, trigonometric  # noqa: F401
+from flowmap_components.interpolants import general, linear, trigonometric  # noqa: F401

@@ -6,7 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.interpolants.affine import AffineInterpolant
+from flowmap_components.interpolants.affine import AffineInterpolant
 from flowmap_core.protocols import Coefficients
 from flowmap_core.registry import register
 

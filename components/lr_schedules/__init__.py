@@ -1,3 +1,3 @@
 """Learning-rate schedules (family `lr_schedule`)."""
 
-from components.lr_schedules import schedules  # noqa: F401
+from flowmap_components.lr_schedules import schedules  # noqa: F401

@@ -1,3 +1,3 @@
 """Sample-quality metrics (family `metric`)."""
 
-from components.metrics import flow_map_error, frechet, histogram_kl  # noqa: F401
+from flowmap_components.metrics import flow_map_error, frechet, histogram_kl  # noqa: F401

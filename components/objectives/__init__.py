@@ -1,6 +1,6 @@
 """Training objectives: flow matching and the self-distillation residuals (family `objective`)."""
 
-from components.objectives import (  # noqa: F401
+from flowmap_components.objectives import (  # noqa: F401
     consistency,
     esd,
     flow_matching,

@@ -5,10 +5,10 @@ import math
 import attrs
 import torch
 
-from components.interpolants.noise_level import noise_level
-from components.objectives.residual import mean_square
-from components.stopgrad.policies import TeacherStopGradient
-from components.velocities.conditional import ConditionalVelocity
+from flowmap_components.interpolants.noise_level import noise_level
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.stopgrad.policies import TeacherStopGradient
+from flowmap_components.velocities.conditional import ConditionalVelocity
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource
 from flowmap_core.registry import register

@@ -3,11 +3,11 @@
 import attrs
 import torch
 
-from components.derivatives.forward_ad import ForwardAD
-from components.objectives.residual import mean_square
-from components.stopgrad.policies import FullStopGradient, MeanVelocityStopGradient, TeacherStopGradient
-from components.teachers.online import Online
-from components.velocities.model import ModelVelocity
+from flowmap_components.derivatives.forward_ad import ForwardAD
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.stopgrad.policies import FullStopGradient, MeanVelocityStopGradient, TeacherStopGradient
+from flowmap_components.teachers.online import Online
+from flowmap_components.velocities.model import ModelVelocity
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import (
     Derivative,

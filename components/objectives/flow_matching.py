@@ -2,7 +2,7 @@
 
 import attrs
 
-from components.objectives.residual import mean_square
+from flowmap_components.objectives.residual import mean_square
 from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput
 from flowmap_core.registry import register
 

@@ -3,9 +3,9 @@
 import attrs
 import torch
 
-from components.conditioning.class_label import NULL
-from components.objectives.residual import mean_square
-from components.stopgrad.policies import TeacherStopGradient
+from flowmap_components.conditioning.class_label import NULL
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.stopgrad.policies import TeacherStopGradient
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient
 from flowmap_core.registry import register

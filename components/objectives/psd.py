@@ -4,8 +4,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.objectives.residual import mean_square
-from components.stopgrad.policies import TeacherStopGradient
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.stopgrad.policies import TeacherStopGradient
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import FlowMapLike, ObjectiveInput, ObjectiveOutput, StopGradient
 from flowmap_core.registry import register

@@ -6,10 +6,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.derivatives.forward_ad import ForwardAD
-from components.interpolants.trigonometric import Trigonometric
-from components.objectives.residual import mean_square
-from components.velocities.conditional import ConditionalVelocity
+from flowmap_components.derivatives.forward_ad import ForwardAD
+from flowmap_components.interpolants.trigonometric import Trigonometric
+from flowmap_components.objectives.residual import mean_square
+from flowmap_components.velocities.conditional import ConditionalVelocity
 from flowmap_core import validators
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import (

@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from components.objectives.flow_matching import FlowMatching
+from flowmap_components.objectives.flow_matching import FlowMatching
 from flowmap_core.protocols import ChecksRun, Interpolant, Objective, ObjectiveInput, ObjectiveOutput, Teacher
 from flowmap_core.registry import register
 

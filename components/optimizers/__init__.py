@@ -1,3 +1,3 @@
 """Optimisers (family `optimizer`)."""
 
-from components.optimizers import torch_optimizers  # noqa: F401
+from flowmap_components.optimizers import torch_optimizers  # noqa: F401

@@ -1,3 +1,3 @@
 """Parameterisations of the flow map through backbone outputs (family `parameterisation`)."""
 
-from components.parameterisations import euler, second_order, single_time, trigflow  # noqa: F401
+from flowmap_components.parameterisations import euler, second_order, single_time, trigflow  # noqa: F401

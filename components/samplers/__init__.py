@@ -1,3 +1,3 @@
 """Samplers: from noise to data with a trained map (family `sampler`)."""
 
-from components.samplers import consistency, flow_map, ode  # noqa: F401
+from flowmap_components.samplers import consistency, flow_map, ode  # noqa: F401

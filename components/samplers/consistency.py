@@ -4,7 +4,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.interpolants.noise_level import time_at_noise_level
+from flowmap_components.interpolants.noise_level import time_at_noise_level
 from flowmap_core.flow_map import batch_times, expand_time
 from flowmap_core.protocols import FlowMapLike, Interpolant
 from flowmap_core.registry import register

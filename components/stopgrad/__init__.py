@@ -1,3 +1,3 @@
 """Stop-gradient policies of self-distillation (family `stopgrad`)."""
 
-from components.stopgrad import policies  # noqa: F401
+from flowmap_components.stopgrad import policies  # noqa: F401

@@ -11,10 +11,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from flowmap_core import config, runs
-from flowmap_core.checkpoint import complete_checkpoints
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import FlowMapLike
 from flowmap_core.registry import register
+from flowmap_core.rundir import RunDir
 
 
 def load_finished_run(run_dir: str | Path, train_config: str | None, weights: str | None) -> FlowMap:
@@ -40,7 +40,8 @@ def load_finished_run(run_dir: str | Path, train_config: str | None, weights: st
 
 
 def _open(path: Path):
-    if not (path / "config.gin").is_file() or not complete_checkpoints(path / "checkpoints"):
+    run = RunDir(path)
+    if not run.is_run() or not run.checkpoint_steps():
         return None
     with config.isolated():
         return runs.open_run(path)

@@ -1,6 +1,6 @@
 """Distributions of the (s, t) pairs of a batch (family `time_sampler`)."""
 
-from components.time_samplers import (  # noqa: F401
+from flowmap_components.time_samplers import (  # noqa: F401
     beta_gap,
     consistency,
     dyadic,

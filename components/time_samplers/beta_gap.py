@@ -4,7 +4,7 @@ import attrs
 import scipy.special
 import torch
 
-from components.time_samplers.common import (
+from flowmap_components.time_samplers.common import (
     assemble,
     diagonal_count,
     max_gap,

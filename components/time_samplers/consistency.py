@@ -5,7 +5,7 @@ import math
 import attrs
 import torch
 
-from components.interpolants.noise_level import time_at_noise_level
+from flowmap_components.interpolants.noise_level import time_at_noise_level
 from flowmap_core.protocols import Draw, Interpolant, TimeSample
 from flowmap_core.registry import register
 from flowmap_core.validators import positive

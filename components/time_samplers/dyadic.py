@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from components.time_samplers.common import assemble, diagonal_count, uniform
+from flowmap_components.time_samplers.common import assemble, diagonal_count, uniform
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
 from flowmap_core.validators import unit_interval

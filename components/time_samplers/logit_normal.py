@@ -4,7 +4,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from components.time_samplers.common import assemble, diagonal_count
+from flowmap_components.time_samplers.common import assemble, diagonal_count
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
 from flowmap_core.validators import positive, unit_interval

@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from components.time_samplers.consistency import levels_to_times
+from flowmap_components.time_samplers.consistency import levels_to_times
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
 from flowmap_core.validators import positive

@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from components.time_samplers.common import (
+from flowmap_components.time_samplers.common import (
     assemble,
     diagonal_count,
     max_gap,

@@ -3,7 +3,7 @@
 import attrs
 from torch import Tensor
 
-from components.teachers.pretrained import load_finished_run, placed_like
+from flowmap_components.teachers.pretrained import load_finished_run, placed_like
 from flowmap_core.flow_map import FlowMap, expand_time
 from flowmap_core.protocols import InterpolantPoint, ObjectiveInput
 from flowmap_core.registry import register

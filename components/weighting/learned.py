@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.registry import register
 from flowmap_core.typing import Scalar, Times, typechecked
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.features.classifier import CONFIG, WEIGHTS, ClassifierFeatures
-from components.metrics.frechet import FrechetDistance
+from flowmap_components.features.classifier import CONFIG, WEIGHTS, ClassifierFeatures
+from flowmap_components.metrics.frechet import FrechetDistance
 from flowmap_core import registry
 from flowmap_core.protocols import Batch, FeatureExtractor
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.conditioning.class_label import NULL
+from flowmap_components.conditioning.class_label import NULL
 from flowmap_core import registry
 from flowmap_core.protocols import Batch
 from tests.instances import instances

@@ -9,11 +9,11 @@ residual vanishes at the exact map whatever strategy takes its derivative.
 import pytest
 import torch
 
-from components.backbones.mlp import MLP
-from components.derivatives.finite_difference import FiniteDifference
-from components.derivatives.forward_ad import ForwardAD
-from components.derivatives.tangent_pass import TangentPass
-from components.objectives.lsd import LSD
+from flowmap_components.backbones.mlp import MLP
+from flowmap_components.derivatives.finite_difference import FiniteDifference
+from flowmap_components.derivatives.forward_ad import ForwardAD
+from flowmap_components.derivatives.tangent_pass import TangentPass
+from flowmap_components.objectives.lsd import LSD
 from flowmap_core import registry, testing
 from flowmap_core.flow_map import FlowMap
 from tests.instances import instances

@@ -4,9 +4,9 @@ exact.gaussian for one component, passes the kit's identities and fails them whe
 import pytest
 import torch
 
-from components.datasets.gaussian_mixture import GaussianMixtureND
-from components.exact.gaussian import GaussianFlow
-from components.exact.gaussian_mixture import GaussianMixtureFlow, mixture_means
+from flowmap_components.datasets.gaussian_mixture import GaussianMixtureND
+from flowmap_components.exact.gaussian import GaussianFlow
+from flowmap_components.exact.gaussian_mixture import GaussianMixtureFlow, mixture_means
 from flowmap_core import testing
 from tests.instances import instances
 

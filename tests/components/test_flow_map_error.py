@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from components.datasets.gaussian import Gaussian
-from components.exact.gaussian import GaussianFlow
-from components.exact.gaussian_mixture import GaussianMixtureFlow
-from components.metrics.flow_map_error import (
+from flowmap_components.datasets.gaussian import Gaussian
+from flowmap_components.exact.gaussian import GaussianFlow
+from flowmap_components.exact.gaussian_mixture import GaussianMixtureFlow
+from flowmap_components.metrics.flow_map_error import (
     SlicedWasserstein,
     flow_map_error_grid,
     plot_error_grid,
     sampling_error,
     sliced_wasserstein,
 )
-from components.samplers.flow_map import FlowMapSampler
+from flowmap_components.samplers.flow_map import FlowMapSampler
 from flowmap_core import testing
 
 MIXTURE = GaussianMixtureFlow(means=((-1.5, 0.0), (1.5, 0.5)), stds=(0.4, 0.6))

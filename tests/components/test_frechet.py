@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from components.metrics.frechet import FrechetDistance, GaussianStats, frechet_distance
+from flowmap_components.metrics.frechet import FrechetDistance, GaussianStats, frechet_distance
 from flowmap_core import registry
 from flowmap_core.protocols import Batch
 

@@ -11,8 +11,8 @@ import fsspec
 import pytest
 import torch
 
-from components.features import efficientnet_lite0, inception_v3
-from components.features.imagenet_input import rgb_at
+from flowmap_components.features import efficientnet_lite0, inception_v3
+from flowmap_components.features.imagenet_input import rgb_at
 from flowmap_core import registry
 
 CROSSWORD_PUZZLE = 918  # ImageNet class index

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given
 
-from components.interpolants.general import General
+from flowmap_components.interpolants.general import General
 from flowmap_core import testing
 from tests.instances import instances
 

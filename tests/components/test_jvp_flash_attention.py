@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from components.backbones import unet_blocks
+from flowmap_components.backbones import unet_blocks
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or unet_blocks.JVP_FLASH_ATTENTION is None,

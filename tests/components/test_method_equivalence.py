@@ -24,8 +24,8 @@ import attrs
 import pytest
 import torch
 
-from components.interpolants.linear import Linear
-from components.time_samplers.consistency import ConsistencySchedule
+from flowmap_components.interpolants.linear import Linear
+from flowmap_components.time_samplers.consistency import ConsistencySchedule
 from flowmap_core import cli, config, runs
 from flowmap_core.protocols import Draw
 from flowmap_core.trainer import Trainer

@@ -13,8 +13,8 @@ import pytest
 import torch
 from hypothesis import given
 
-from components.objectives.flow_matching import FlowMatching
-from components.stopgrad.policies import FullStopGradient, NoStopGradient
+from flowmap_components.objectives.flow_matching import FlowMatching
+from flowmap_components.stopgrad.policies import FullStopGradient, NoStopGradient
 from flowmap_core import registry, testing
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import ObjectiveInput

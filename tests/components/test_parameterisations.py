@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given
 
-from components.backbones.mlp import MLP
-from components.exact.gaussian import GaussianFlow
+from flowmap_components.backbones.mlp import MLP
+from flowmap_components.exact.gaussian import GaussianFlow
 from flowmap_core import registry, testing
 from tests.instances import instance, instances
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from webdataset import TarWriter
 
-from components.datasets.shard_format import DataError, encode_png, write_shards
-from components.datasets.shards import Shards
+from flowmap_components.datasets.shard_format import DataError, encode_png, write_shards
+from flowmap_components.datasets.shards import Shards
 from flowmap_core import cli, config, runs
 from flowmap_core.protocols import StreamingDataset, StreamRequest
 from flowmap_core.trainer import Trainer

@@ -7,11 +7,11 @@ transcription of the loss that places `.detach()` by hand.
 import pytest
 import torch
 
-from components.objectives.esd import ESD
-from components.objectives.lsd import LSD
-from components.objectives.psd import PSD
-from components.parameterisations.euler import Euler
-from components.stopgrad.policies import (
+from flowmap_components.objectives.esd import ESD
+from flowmap_components.objectives.lsd import LSD
+from flowmap_components.objectives.psd import PSD
+from flowmap_components.parameterisations.euler import Euler
+from flowmap_components.stopgrad.policies import (
     FullStopGradient,
     MeanVelocityStopGradient,
     NoStopGradient,

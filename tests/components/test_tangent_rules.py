@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from components.backbones import tangent_rules as rules
-from components.backbones.mlp import MLP
-from components.backbones.time_features import FourierTimeFeatures
-from components.backbones.unet import UNet
-from components.backbones.unet_blocks import group_norm
+from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.mlp import MLP
+from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.unet import UNet
+from flowmap_components.backbones.unet_blocks import group_norm
 
 
 def _jvp(fn, x, dx):

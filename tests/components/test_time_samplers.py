@@ -8,12 +8,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.interpolants.linear import Linear
-from components.interpolants.noise_level import noise_level
-from components.interpolants.trigonometric import Trigonometric
-from components.time_samplers.beta_gap import BetaGap
-from components.time_samplers.shift import Shift, shift_time
-from components.time_samplers.uniform import UniformTriangle
+from flowmap_components.interpolants.linear import Linear
+from flowmap_components.interpolants.noise_level import noise_level
+from flowmap_components.interpolants.trigonometric import Trigonometric
+from flowmap_components.time_samplers.beta_gap import BetaGap
+from flowmap_components.time_samplers.shift import Shift, shift_time
+from flowmap_components.time_samplers.uniform import UniformTriangle
 from flowmap_core import registry
 from flowmap_core.protocols import Draw
 from tests.instances import instances

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.backbones.unet import UNet
+from flowmap_components.backbones.unet import UNet
 from flowmap_core import registry
 from flowmap_core.autodiff import jvp
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from components.objectives.lsd import LSD
-from components.velocities.conditional import ConditionalVelocity
-from components.velocities.model import ModelVelocity
+from flowmap_components.objectives.lsd import LSD
+from flowmap_components.velocities.conditional import ConditionalVelocity
+from flowmap_components.velocities.model import ModelVelocity
 from flowmap_core import registry, testing
 from tests.instances import instance
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from components.weighting.adaptive import Adaptive
-from components.weighting.learned import LearnedLogVariance
+from flowmap_components.weighting.adaptive import Adaptive
+from flowmap_components.weighting.learned import LearnedLogVariance
 from tests.instances import instance, instances
 
 

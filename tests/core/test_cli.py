@@ -1,5 +1,6 @@
 """The `flowmap` command: listing, sampling, evaluation, and one-line errors for bad input."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from flowmap_core import cli, config, registry
+from flowmap_core.rundir import RunDir
 
 SMOKE = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
 
@@ -31,7 +34,7 @@ def test_import_finds_a_module_in_the_current_directory(tmp_path):
     """`flowmap --import my_module`, as the README writes it, from the folder holding my_module.py."""
     module = """
         from flowmap_core.registry import register
-        from components.weighting.uniform import Uniform
+        from flowmap_components.weighting.uniform import Uniform
 
         @register("weighting", "from_the_current_directory")
         class Mine(Uniform):
@@ -54,6 +57,21 @@ def test_sample_writes_points(smoke_run, tmp_path, capsys):
     assert cli.main(["sample", str(smoke_run), "--steps", "4", "--n", "50", "--out", str(out), "--ode", "heun"]) == 0
     assert np.load(out).shape == (50, 2)
     assert "8 network evaluations" in capsys.readouterr().out
+
+
+def test_sample_draws_the_samples_the_evaluation_scores(smoke_run, tmp_path, capsys):
+    """With the evaluation's sample count and seed (the defaults), `flowmap sample --steps k`
+    gives the very samples report.md scored at k steps."""
+    from flowmap_core.run_sampler import RunSampler
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    assert cli.main(["eval", str(run_dir), "--gin", "evaluate.num_samples = 1000"]) == 0
+    out = tmp_path / "x.npy"
+    assert cli.main(["sample", str(run_dir), "--steps", "2", "--n", "1000", "--out", str(out)]) == 0
+    sampler = RunSampler.open(run_dir, bindings=["evaluate.num_samples = 1000"])
+    score = sampler.score(torch.from_numpy(np.load(out)).to(torch.float32))
+    assert score == RunDir(run_dir).read_scores().table().value("ema_0.999", 2)
 
 
 def test_eval_scores_ema_and_online_weights(smoke_run, capsys):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.backbones.mlp import MLP
+from flowmap_components.backbones.mlp import MLP
 from flowmap_core import config, registry, runs
 from flowmap_core.trainer import Trainer, TrainingError
 from tests.core.test_gin_files import SMOKE_TEACHERS
@@ -106,7 +106,8 @@ def test_inductor_step_trains_as_eager():
 def test_forward_ad_falls_back_to_the_backbone_in_one_line(capsys):
     torch._dynamo.reset()
     config.parse(
-        ["smoke/checkerboard_lsd.gin"], ["train.compile = 'step'", "objective.lsd.derivative = @derivative.forward_ad()"]
+        ["smoke/checkerboard_lsd.gin"],
+        ["train.compile = 'step'", "objective.lsd.derivative = @derivative.forward_ad()"],
     )
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.compile == "backbone"

@@ -4,7 +4,7 @@ import attrs
 import pytest
 import torch
 
-from components.datasets.checkerboard import Checkerboard
+from flowmap_components.datasets.checkerboard import Checkerboard
 from flowmap_core import data
 from flowmap_core.protocols import StreamRequest
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from components.datasets.shards import Shards
+from flowmap_components.datasets.shards import Shards
 from flowmap_core import cli, config
 from flowmap_core.evaluation import EvalSpec, real_samples
-from flowmap_core.report import tile
+from flowmap_core.figures import tile
 
 SMOKE = str(config.GIN_DIR / "smoke" / "fashion_mnist_lsd.gin")
 

@@ -129,7 +129,7 @@ def test_points_dataset_from_a_file_and_its_errors(tmp_path):
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.net.data_shape == (3,)
     trainer.optimise(trainer.draw())
-    from components.datasets.points import Points
+    from flowmap_components.datasets.points import Points
 
     with pytest.raises(ValueError, match="there is no file at"):
         Points(path=str(tmp_path / "missing.npy"))

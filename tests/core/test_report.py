@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from components.datasets.checkerboard import Checkerboard
-from flowmap_core import registry, report
+from flowmap_components.datasets.checkerboard import Checkerboard
+from flowmap_core import figures, registry, report
 from flowmap_core.evaluation import ClassOf, EvalResult, EvalSpec, evaluate_guided
 from flowmap_core.sampling import Samples
 
@@ -24,8 +24,8 @@ def test_2d_figures_leave_a_blank_panel_where_a_baseline_cannot_take_the_nfe(tmp
         samples={"ema_0.999": {1: points, 2: points}, "ema_0.999, heun ODE": {2: points}},
         baselines=("ema_0.999, heun ODE",),
     )
-    report.plot_samples(tmp_path / "samples.png", result, Checkerboard())
-    report.plot_scores(tmp_path / "kl_vs_steps.png", result)
+    figures.plot_samples(tmp_path / "samples.png", result, Checkerboard())
+    figures.plot_scores(tmp_path / "kl_vs_steps.png", result)
     assert (tmp_path / "samples.png").stat().st_size > 1000
     assert (tmp_path / "kl_vs_steps.png").stat().st_size > 1000
 
@@ -74,4 +74,4 @@ def test_guided_scores_w0_against_the_whole_density_and_w1_against_each_class():
     # w = 0's floor: other true samples of the whole density, as many as a class gets
     assert result.edge_floor != result.scores[0.0][1]
     assert result.edge_floor == pytest.approx(result.scores[0.0][1], rel=0.25)
-    assert "floor of w = 0" in result.table()
+    assert "floor of w = 0" in report.score_table(result.to_table())

@@ -1,6 +1,5 @@
 """The benchmarks under tools/ run and print their tables (timings are theirs to report, not asserted)."""
 
-import json
 import math
 import re
 import shutil
@@ -9,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from flowmap_core.rundir import RunDir
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
@@ -50,17 +51,29 @@ def test_grid_with_one_whole_jump():
     assert grid_with_whole_jump(2, 3, 0).tolist() == pytest.approx([0, 0.5, 4 / 6, 5 / 6, 1.0])
 
 
-def test_jump_errors_prints_a_row_per_jump(smoke_run):
-    command = [sys.executable, str(TOOLS / "jump_errors.py"), str(smoke_run), "--steps", "2", "--refine", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    rows = re.findall(r"^\| (.+?) \| (\d+) \| ([\d.]+) \|$", done.stdout, re.M)
+def test_jump_errors_prints_a_row_per_jump_and_its_k_steps_are_the_reports(smoke_run, tmp_path, capsys):
+    """jump_errors starts from the evaluation's noise, so its plain k-step row is the score
+    `flowmap eval` wrote for k steps, to the 4 digits both print."""
+    from flowmap_core import cli
+
+    sys.path.insert(0, str(TOOLS))
+    import jump_errors
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    small = ["--gin", "evaluate.num_samples = 4000"]
+    assert cli.main(["eval", str(run_dir), *small]) == 0
+    capsys.readouterr()
+    assert jump_errors.main([str(run_dir), "--steps", "2", "--refine", "2", *small]) == 0
+    rows = re.findall(r"^\| (.+?) \| (\d+) \| ([\d.]+) \|$", capsys.readouterr().out, re.M)
     assert [(name, int(jumps)) for name, jumps, _ in rows] == [
         ("2 steps", 2),
         ("every jump refined x2", 4),
         ("refined, jump 0 -> 0.5 whole", 3),
         ("refined, jump 0.5 -> 1 whole", 3),
     ]
+    reported = RunDir(run_dir).read_scores().table().value("ema_0.999", 2)
+    assert rows[0][2] == f"{reported:.4f}"
 
 
 SMOKE_IMAGES = [
@@ -103,7 +116,7 @@ def test_guided_edge_scores_every_class_at_w0_against_the_label_free_map(tmp_pat
     assert done.returncode == 0, done.stderr
     rows = re.findall(r"^\| (class \d), w = 0 \|", (run_dir / "guided_edge.md").read_text(), re.M)
     assert rows == [f"class {c}" for c in range(8)]
-    scores = json.loads((run_dir / "scores.json").read_text())
+    scores = RunDir(run_dir).read_scores().tool
     assert set(scores) == {f"{name}_{k}" for name in ("label_free", "w0_mean", "w0_ratio") for k in (1, 2)}
     assert scores["w0_ratio_2"] == pytest.approx(scores["w0_mean_2"] / scores["label_free_2"])
 
@@ -113,11 +126,11 @@ def test_adaptive_ode_adds_its_points_to_the_runs_scores(smoke_run, tmp_path):
     scores.json beside what was there."""
     run_dir = tmp_path / "run"
     shutil.copytree(smoke_run, run_dir)
-    (run_dir / "scores.json").write_text(json.dumps({"other": 1.0}))
+    RunDir(run_dir).add_tool_scores({"other": 1.0})
     command = [sys.executable, str(TOOLS / "adaptive_ode.py"), str(run_dir), "--tolerances", "1e-2", "1e-4"]
     done = subprocess.run([*command, "--samples", "2000"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    scores = json.loads((run_dir / "scores.json").read_text())
+    scores = RunDir(run_dir).read_scores().tool
     assert scores["other"] == 1.0
     assert 6 <= scores["dopri5 tol 0.01 NFE"] <= scores["dopri5 tol 0.0001 NFE"]
     assert all(math.isfinite(scores[f"dopri5 tol {tol} score"]) for tol in ("0.01", "0.0001"))
@@ -129,5 +142,5 @@ def test_minimal_meanflow_trains_and_scores_every_step_count(tmp_path):
     done = subprocess.run([*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert re.search(r"^\| ema_0.999( \| [\d.]+){5} \|$", done.stdout, re.M), done.stdout
-    scores = json.loads((tmp_path / "scores.json").read_text())
+    scores = RunDir(tmp_path).read_scores().tool
     assert set(scores) == {f"kl_{k}" for k in (1, 2, 4, 8, 16)} | {"training_seconds"}

@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from flowmap_core import checkpoint as ckpt
-from flowmap_core import cli, config, runs
+from flowmap_core import cli, config, report, runs
 from flowmap_core.protocols import ObjectiveOutput
+from flowmap_core.rundir import RunDir
 from flowmap_core.trainer import Trainer, TrainingError
 
 SMOKE = sorted((config.GIN_DIR / "smoke").glob("*.gin"))
@@ -58,8 +59,12 @@ def test_smoke_experiment_learns_and_writes_its_outputs(smoke, tmp_path, smoke_d
     assert "objective" in (run_dir / "operative_config.gin").read_text()
     steps = runs.build_spec().steps
     assert ckpt.complete_checkpoints(run_dir / "checkpoints")[-1].name == f"step_{steps:08d}"
-    report = (run_dir / "report.md").read_text()
-    assert "noise floor" in report and "ema_0.999" in report
+    text = (run_dir / "report.md").read_text()
+    assert "noise floor" in text and "ema_0.999" in text
+    scores = RunDir(run_dir).read_scores()
+    assert scores.budget.steps == steps and scores.budget.finished and scores.seed == runs.build_spec().seed
+    for table in scores.tables:  # report.md is scores.json rendered
+        assert report.score_table(table) in text
 
 
 def _trainer(bindings=(), run_dir=None, **kwargs):
@@ -169,23 +174,23 @@ def test_sigint_checkpoints_and_resume_finishes_the_run(tmp_path):
     """Ctrl-C during `flowmap train` leaves a resumable run; --resume ends where an
     uninterrupted run ends, bit for bit."""
     smoke = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
-    common = ["--no-progress", "--no-eval", "--gin", "train.steps = 600", "--gin", "train.checkpoint_every = 1000"]
+    common = ["--no-progress", "--no-eval", "--gin", "train.steps = 300", "--gin", "train.checkpoint_every = 1000"]
     flowmap = [sys.executable, "-m", "flowmap_core.cli", "train", smoke]
-    env = {**os.environ, "FLOWMAP_TYPECHECK": "0"}
+    env = {**os.environ, "FLOWMAP_TYPECHECK": "0", "OMP_NUM_THREADS": "1"}
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen([*flowmap, "--run-dir", str(interrupted), *common], cwd=REPO, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (interrupted / "metrics.jsonl").is_file() and metrics(interrupted)[-1]["step"] >= 100:
+        if (interrupted / "metrics.jsonl").is_file() and metrics(interrupted)[-1]["step"] >= 50:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     stopped_at = ckpt.latest(interrupted / "checkpoints").checkpoint.state["step"]
-    assert 100 <= stopped_at < 600
+    assert 50 <= stopped_at < 300
     subprocess.run([*flowmap, "--run-dir", str(interrupted), "--resume", *common], cwd=REPO, env=env, check=True)
     whole = tmp_path / "whole"
     subprocess.run([*flowmap, "--run-dir", str(whole), *common], cwd=REPO, env=env, check=True)
-    final = [load_file(d / "checkpoints" / "step_00000600" / "model.safetensors") for d in (interrupted, whole)]
+    final = [load_file(d / "checkpoints" / "step_00000300" / "model.safetensors") for d in (interrupted, whole)]
     assert final[0].keys() == final[1].keys()
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])

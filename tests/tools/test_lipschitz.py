@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from components.exact.gaussian import GaussianFlow
+from flowmap_components.exact.gaussian import GaussianFlow
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "lipschitz.py"
 _spec = importlib.util.spec_from_file_location("lipschitz", TOOL)

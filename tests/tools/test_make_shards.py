@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.datasets.shard_format import DataError, examples, join, read_manifest
+from flowmap_components.datasets.shard_format import DataError, examples, join, read_manifest
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "make_shards.py"
 _spec = importlib.util.spec_from_file_location("make_shards", TOOL)

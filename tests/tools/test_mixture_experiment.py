@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from flowmap_core.scores import Scores
+from flowmap_core.sweep import Summary
+
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "mixture_experiment.py"
 _spec = importlib.util.spec_from_file_location("mixture_experiment", TOOL)
 mixture_experiment = importlib.util.module_from_spec(_spec)
@@ -12,9 +15,12 @@ _spec.loader.exec_module(mixture_experiment)
 
 
 def _summary(cells):
-    """A summary.json as sweep.aggregate writes it: per cell, per table, per row, per seed."""
-    scores = {"map error (grid mean)": {"0": 0.1, "1": 0.2}, "flow map NFE 1 error": {"0": 0.3, "1": 0.4}}
-    return {cell: {"scores": scores} for cell in cells}
+    """A sweep's summary: two seeds of tool scores per cell."""
+    seeds = {
+        0: {"map error (grid mean)": 0.1, "flow map NFE 1 error": 0.3},
+        1: {"map error (grid mean)": 0.2, "flow map NFE 1 error": 0.4},
+    }
+    return Summary({cell: {seed: Scores(tool=tool) for seed, tool in seeds.items()} for cell in cells})
 
 
 @pytest.mark.parametrize(

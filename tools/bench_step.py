@@ -39,16 +39,15 @@ Timings interleave the contenders in rounds and report the median step time of e
 import argparse
 import copy
 import math
-import statistics
-import time
 
 import attrs
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from flowmap_core import config, registry, runs
+from flowmap_core import config, registry, report
 from flowmap_core.protocols import Batch, TimeSample
+from flowmap_core.timing import build, median_step_times, step_of
 from flowmap_core.trainer import StepInput, Trainer
 
 METHODS = ["fm", "lsd", "esd", "psd_m", "psd_u"]
@@ -141,11 +140,6 @@ def kernels_of_step(trainer: Trainer) -> int:
     return count
 
 
-def build(config_file: str | list[str], bindings: list[str]) -> Trainer:
-    config.parse([config_file] if isinstance(config_file, str) else config_file, bindings)
-    return Trainer(runs.build_spec(), progress=False)
-
-
 class MinimalLoop:
     """The LSD experiment's step written by hand, without the framework's abstractions: half
     the batch on the diagonal, a quarter of pairs with the triangle's gap density, a quarter
@@ -213,11 +207,11 @@ class MinimalLoop:
         return value
 
 
-def _count(value: int | None, baseline: int | None) -> str:
-    """'count | ratio' cells ('- | -' where not measured)."""
+def _count(value: int | None, baseline: int | None) -> list[str]:
+    """The count and ratio cells ('-' where not measured)."""
     if value is None or baseline is None:
-        return "- | -"
-    return f"{value:,} | {value / baseline:.2f}"
+        return ["-", "-"]
+    return [f"{value:,}", f"{value / baseline:.2f}"]
 
 
 def default_derivative(trainer: Trainer) -> str:
@@ -242,28 +236,6 @@ def cpu_name() -> str:
     return "unknown CPU"
 
 
-def step_of(trainer: Trainer) -> callable:
-    """One gin-wired training step of `trainer`, as a contender to time."""
-    return lambda: trainer.optimise(trainer.draw())
-
-
-def median_step_times(contenders: dict[str, callable], steps: int, rounds: int) -> dict[str, float]:
-    """Median seconds per step of each contender, timed in interleaved rounds."""
-    times = {name: [] for name in contenders}
-    for step in contenders.values():  # warm-up
-        for _ in range(5):
-            step()
-    for _ in range(rounds):
-        for name, step in contenders.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def time_variants(config_file: str, variants: list[str], steps: int, rounds: int) -> None:
     """Table 3: the step of `config_file` with each variant's bindings against it as is."""
     trainers = {"as is": build(config_file, [])}
@@ -271,9 +243,8 @@ def time_variants(config_file: str, variants: list[str], steps: int, rounds: int
         trainers[variant] = build(config_file, [b.strip() for b in variant.split(";") if b.strip()])
     times = median_step_times({name: step_of(t) for name, t in trainers.items()}, steps, rounds)
     print(f"Step cost of variants of {config_file} ({torch.get_num_threads()} threads)\n")
-    print("| variant | ms / step | ratio |\n|---|---|---|")
-    for name, seconds in times.items():
-        print(f"| {name} | {1e3 * seconds:.1f} | {seconds / times['as is']:.2f} |")
+    rows = [[name, f"{1e3 * seconds:.1f}", f"{seconds / times['as is']:.2f}"] for name, seconds in times.items()]
+    print(report.table(["variant", "ms / step", "ratio"], rows))
 
 
 def main() -> None:
@@ -333,32 +304,30 @@ def main() -> None:
         f"{sum(p.numel() for p in fm.net.parameters()):,} parameters, {spec.precision}, {fm.device}, "
         f"{torch.get_num_threads()} threads; {cpu_name()})\n"
     )
-    print(
-        f"| method | derivative | compile | ms / step | time ratio to {fm_name} | FLOP ratio | time / FLOP ratio "
-        "| aten ops / step | ops ratio | kernels / step | kernels ratio |\n" + "|---" * 11 + "|"
-    )
+    head = ["method", "derivative", "compile", "ms / step", f"time ratio to {fm_name}", "FLOP ratio"]
+    head += ["time / FLOP ratio", "aten ops / step", "ops ratio", "kernels / step", "kernels ratio"]
     fm_eager = next((name for name in fm_rows if ops[name] is not None), None)
+    lines = []
     for name, seconds in per_method.items():
         method, strategy, _ = rows[name]
         trainer = trainers[name]
-        derivative = strategy or default_derivative(trainer)
         time_ratio = seconds / per_method[fm_name]
         flop_ratio = flops[method, strategy] / fm_flops
-        print(
-            f"| {method} | {derivative} | {trainer.compile} | {1e3 * seconds:.1f} | {time_ratio:.2f} | "
-            f"{flop_ratio:.2f} | {time_ratio / flop_ratio:.2f} | {_count(ops[name], ops.get(fm_eager))} | "
-            f"{_count(kernels[name], kernels[fm_name])} |"
+        lines.append(
+            [method, strategy or default_derivative(trainer), trainer.compile, f"{1e3 * seconds:.1f}"]
+            + [f"{time_ratio:.2f}", f"{flop_ratio:.2f}", f"{time_ratio / flop_ratio:.2f}"]
+            + [*_count(ops[name], ops.get(fm_eager)), *_count(kernels[name], kernels[fm_name])]
         )
+    print(report.table(head, lines))
     if args.profile:
         print("\nSelf CPU ms per step by kind of op (torch.profiler, 5 steps)\n")
-        print("| method | derivative | compile | all | " + " | ".join(n for n, _ in PROFILE_GROUPS) + " |")
-        print("|---" * (4 + len(PROFILE_GROUPS)) + "|")
+        lines = []
         for name, trainer in trainers.items():
             total, groups = time_by_group(trainer)
-            cells = " | ".join(f"{ms:.1f}" for ms in groups.values())
             method, strategy, _ = rows[name]
-            derivative = strategy or default_derivative(trainer)
-            print(f"| {method} | {derivative} | {trainer.compile} | {total:.1f} | {cells} |")
+            cells = [f"{total:.1f}", *(f"{ms:.1f}" for ms in groups.values())]
+            lines.append([method, strategy or default_derivative(trainer), trainer.compile, *cells])
+        print(report.table(["method", "derivative", "compile", "all", *(n for n, _ in PROFILE_GROUPS)], lines))
     if args.dataset != "checkerboard":
         return
 
@@ -378,9 +347,7 @@ def main() -> None:
         "minimal": lambda: minimal.optimise(minimal.draw()),
     }
     tax = median_step_times(contenders, args.steps, args.rounds)
-    print("\n| loop | ms / step |\n|---|---|")
-    for name, seconds in tax.items():
-        print(f"| {name} | {1e3 * seconds:.2f} |")
+    print("\n" + report.table(["loop", "ms / step"], [[name, f"{1e3 * seconds:.2f}"] for name, seconds in tax.items()]))
     print(f"\nFramework tax ({args.config}): {tax['framework'] / tax['minimal']:.3f}x")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
 import gin
 
 from flowmap_core import registry
@@ -340,4 +341,15 @@ def config_changes(before: str, after: str) -> list[str]:
         ln
         for ln in difflib.unified_diff(lines(before), lines(after), "started with", "now", lineterm="", n=0)
         if ln[:1] in "+-" and not ln.startswith(("+++", "---"))
+    ]
+
+
+def derivative_bindings(strategy: str) -> list[str]:
+    """Bindings that give every registered objective with a `derivative` field the derivative
+    strategy `strategy` (a name of the family `derivative`, e.g. 'tangent_pass')."""
+    import_components()
+    return [
+        f"objective.{name}.derivative = @derivative.{strategy}()"
+        for name, cls in registry.family("objective").members.items()
+        if attrs.has(cls) and "derivative" in attrs.fields_dict(cls)
     ]

@@ -170,11 +170,10 @@ class Trainer:
     def _check_derivatives(self) -> None:
         """Every derivative strategy of the objective can differentiate the student and teacher."""
         for part in registry.parts(self.spec.objective):
-            unavailable = getattr(part, "unavailable", None)
-            if not callable(unavailable) or not hasattr(part, "compiles"):
+            if getattr(type(part), "registry_family", None) != "derivative":
                 continue
             for X in (self.student, self.teacher):
-                why = unavailable(X) if hasattr(X, "net") else None
+                why = part.unavailable(X) if hasattr(X, "net") else None
                 if why:
                     raise TrainingError(f"{type(part).registry_family}.{type(part).registry_name}: {why}")
 

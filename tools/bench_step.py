@@ -40,7 +40,6 @@ import argparse
 import copy
 import math
 
-import attrs
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -59,16 +58,6 @@ def method_config(dataset: str, method: str) -> list[str]:
     if (config.GIN_DIR / experiment).is_file():
         return [experiment]
     return ["base/train.gin", f"datasets/{dataset}.gin", f"methods/{method}.gin"]
-
-
-def derivative_bindings(strategy: str) -> list[str]:
-    """Bindings that give every objective with a `derivative` field the strategy `strategy`."""
-    config.import_components()
-    return [
-        f"objective.{name}.derivative = @derivative.{strategy}()"
-        for name, cls in registry.family("objective").members.items()
-        if attrs.has(cls) and "derivative" in attrs.fields_dict(cls)
-    ]
 
 
 class OpCounter(TorchDispatchMode):
@@ -280,7 +269,7 @@ def main() -> None:
     for method in args.methods:
         for strategy in strategies if method != "fm" else [None]:
             for mode in args.compile:
-                extra = [f"train.compile = '{mode}'"] + (derivative_bindings(strategy) if strategy else [])
+                extra = [f"train.compile = '{mode}'"] + (config.derivative_bindings(strategy) if strategy else [])
                 rows[" ".join(filter(None, [method, strategy, mode]))] = (method, strategy, extra)
     trainers = {
         name: build(method_config(args.dataset, method), [*args.gin, *extra])
@@ -292,7 +281,7 @@ def main() -> None:
     flops = {}
     for method, strategy, _ in rows.values():
         if (method, strategy) not in flops:
-            eager = [*args.gin, *(derivative_bindings(strategy) if strategy else []), "train.compile = 'none'"]
+            eager = [*args.gin, *(config.derivative_bindings(strategy) if strategy else []), "train.compile = 'none'"]
             flops[method, strategy] = flops_of_step(build(method_config(args.dataset, method), eager))
     fm_rows = [name for name, row in rows.items() if row[0] == args.methods[0]]
     fm_name = min(fm_rows, key=per_method.get)
@@ -332,7 +321,7 @@ def main() -> None:
         return
 
     # Like with like: the minimal loop is eager, with forward-mode AD.
-    framework = build(args.config, ["train.compile = 'none'", *derivative_bindings("forward_ad")])
+    framework = build(args.config, ["train.compile = 'none'", *config.derivative_bindings("forward_ad")])
     with torch.no_grad():  # off the zero-initialised output layer, so the probe's loss depends on every term
         for p in framework.net.parameters():
             p.add_(0.1 * torch.randn_like(p))

@@ -44,16 +44,11 @@ WEIGHTED_SUM = [
 CASES = {name: (name, []) for name in METHODS} | {"weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM)}
 
 
-def tangent_pass_bindings() -> list[str]:
-    return [
-        f"objective.{name}.derivative = @derivative.tangent_pass()"
-        for name, cls in registry.family("objective").members.items()
-        if attrs.has(cls) and "derivative" in attrs.fields_dict(cls)
-    ]
-
-
 def trainer_of(name: str, *bindings: str) -> Trainer:
-    config.parse([f"smoke/{name}.gin"], [*SMOKE_TEACHERS, *tangent_pass_bindings(), "train.batch_size = 16", *bindings])
+    config.parse(
+        [f"smoke/{name}.gin"],
+        [*SMOKE_TEACHERS, *config.derivative_bindings("tangent_pass"), "train.batch_size = 16", *bindings],
+    )
     return Trainer(runs.build_spec(), progress=False)
 
 

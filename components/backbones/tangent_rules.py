@@ -106,24 +106,39 @@ def activation(module: nn.Module, z: Tensor, dz: Tangent) -> tuple[Tensor, Tange
 
 
 def group_norm(norm: nn.GroupNorm, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
-    """GroupNorm in at least float32, cast back to x's dtype; the tangent by the rule above."""
+    """GroupNorm in at least float32, cast back to x's dtype; the tangent by the rule above.
+
+    Written as per-channel affine maps, y = x a + b and dy = dx a + x k + k0, whose
+    coefficients come from per-channel moments over the spatial positions (mean and
+    variance of x, mean of dx and of x dx), pooled within each group by the parallel
+    variance formula. Every reduction runs along the tensor's own memory order, so a
+    channels-last activation (inductor's layout around oneDNN convolutions) is read
+    contiguously, forward and backward; grouping the channels first made inductor gather
+    element by element (7x slower there).
+    """
     if dx is None:
         return norm(x), None
     dtype = torch.promote_types(x.dtype, torch.float32)
     batch, channels = x.shape[:2]
-    groups = x.to(dtype).reshape(batch, norm.num_groups, -1)
-    d_groups = dx.to(dtype).reshape(batch, norm.num_groups, -1)
-    mean = groups.mean(-1, keepdim=True)
-    centred = groups - mean
-    inv_std = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + norm.eps)
-    normalised = centred * inv_std
-    d_centred = d_groups - d_groups.mean(-1, keepdim=True)
-    d_normalised = (d_centred - normalised * (normalised * d_centred).mean(-1, keepdim=True)) * inv_std
-    shape = (1, channels) + (1,) * (x.dim() - 2)
-    weight, bias = norm.weight.to(dtype).reshape(shape), norm.bias.to(dtype).reshape(shape)
-    y = normalised.reshape(x.shape) * weight + bias
-    dy = d_normalised.reshape(x.shape) * weight
-    return y.to(x.dtype), dy.to(x.dtype)
+    xf, dxf = x.to(dtype).reshape(batch, channels, -1), dx.to(dtype).reshape(batch, channels, -1)
+
+    def per_group(v: Tensor) -> Tensor:
+        return v.unflatten(-1, (norm.num_groups, channels // norm.num_groups))
+
+    var_c, mean_c = torch.var_mean(xf, dim=-1, correction=0)
+    mean = per_group(mean_c).mean(-1, keepdim=True)
+    var = (per_group(var_c) + (per_group(mean_c) - mean).pow(2)).mean(-1, keepdim=True)
+    d_mean = per_group(dxf.mean(-1)).mean(-1, keepdim=True)
+    covariance = per_group((xf * dxf).mean(-1)).mean(-1, keepdim=True) - mean * d_mean
+    inv_std = torch.rsqrt(var + norm.eps)
+    a = inv_std * per_group(norm.weight.to(dtype))
+    b = per_group(norm.bias.to(dtype)) - mean * a
+    k = -a * covariance * inv_std * inv_std
+    k0 = -a * d_mean - k * mean
+    a, b, k, k0 = (v.reshape(batch, channels, 1) for v in (a, b, k, k0))
+    y = xf * a + b
+    dy = dxf * a + xf * k + k0
+    return y.reshape(x.shape).to(x.dtype), dy.reshape(x.shape).to(x.dtype)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dq: Tangent, dk: Tangent, dv: Tangent) -> tuple[Tensor, Tangent]:

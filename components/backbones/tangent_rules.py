@@ -108,22 +108,50 @@ def activation(module: nn.Module, z: Tensor, dz: Tangent) -> tuple[Tensor, Tange
 def group_norm(norm: nn.GroupNorm, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
     """GroupNorm in at least float32, cast back to x's dtype; the tangent by the rule above.
 
-    Written as per-channel affine maps, y = x a + b and dy = dx a + x k + k0, whose
-    coefficients come from per-channel moments over the spatial positions (mean and
-    variance of x, mean of dx and of x dx), pooled within each group by the parallel
-    variance formula. Every reduction runs along the tensor's own memory order, so a
-    channels-last activation (inductor's layout around oneDNN convolutions) is read
-    contiguously, forward and backward; grouping the channels first made inductor gather
-    element by element (7x slower there).
+    Two orders of reduction compute the same numbers. Under `torch.compile`, inductor lays
+    activations out channels-last around oneDNN convolutions, and moments over a group
+    (channels and positions together) cut across that order: its loops then gather element
+    by element (7x slower on the Fashion-MNIST UNet's widest block). There the rule takes
+    per-channel moments, which run along the memory order (`group_norm_by_channel`). Eager
+    tensors are channel-major, where normalising each group directly dispatches 40% fewer
+    ops (`group_norm_by_group`).
     """
     if dx is None:
         return norm(x), None
+    rule = group_norm_by_channel if torch.compiler.is_compiling() else group_norm_by_group
+    return rule(norm, x, dx)
+
+
+def group_norm_by_group(norm: nn.GroupNorm, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+    """`group_norm` with each group's moments taken over its channels and positions at once."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    batch, channels = x.shape[:2]
+    groups = x.to(dtype).reshape(batch, norm.num_groups, -1)
+    d_groups = dx.to(dtype).reshape(batch, norm.num_groups, -1)
+    mean = groups.mean(-1, keepdim=True)
+    centred = groups - mean
+    inv_std = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + norm.eps)
+    normalised = centred * inv_std
+    d_centred = d_groups - d_groups.mean(-1, keepdim=True)
+    d_normalised = (d_centred - normalised * (normalised * d_centred).mean(-1, keepdim=True)) * inv_std
+    shape = (1, channels) + (1,) * (x.dim() - 2)
+    weight, bias = norm.weight.to(dtype).reshape(shape), norm.bias.to(dtype).reshape(shape)
+    y = normalised.reshape(x.shape) * weight + bias
+    dy = d_normalised.reshape(x.shape) * weight
+    return y.to(x.dtype), dy.to(x.dtype)
+
+
+def group_norm_by_channel(norm: nn.GroupNorm, x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+    """`group_norm` as per-channel affine maps, y = x a + b and dy = dx a + x k + k0, whose
+    coefficients come from per-channel moments over the positions (mean and variance of x,
+    mean of dx and of x dx) pooled within each group (the variance by the parallel formula:
+    the channel variances' mean plus the spread of the channel means)."""
     dtype = torch.promote_types(x.dtype, torch.float32)
     batch, channels = x.shape[:2]
     xf, dxf = x.to(dtype).reshape(batch, channels, -1), dx.to(dtype).reshape(batch, channels, -1)
 
     def per_group(v: Tensor) -> Tensor:
-        return v.unflatten(-1, (norm.num_groups, channels // norm.num_groups))
+        return v.unflatten(-1, (norm.num_groups, -1))
 
     var_c, mean_c = torch.var_mean(xf, dim=-1, correction=0)
     mean = per_group(mean_c).mean(-1, keepdim=True)

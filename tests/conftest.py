@@ -38,8 +38,9 @@ def smoke_run(tmp_path_factory):
     return run_dir
 
 
-SMOKE_DATA = {"fashion_mnist": "gray28", "cifar10": "rgb32", "celeba64": "rgb64"}
-"""The synthetic stand-in (tools/make_smoke_data.py) of each image dataset's shards."""
+SMOKE_DATA = {"fashion_mnist": "gray28", "cifar10": "rgb32", "celeba64": "rgb64", "imagenet256_latent": "rgb32"}
+"""The synthetic stand-in (tools/make_smoke_data.py) of each image dataset's shards (ImageNet's
+4x32x32 latents: RGB 32x32 images, the same tokens for a patch-based backbone)."""
 
 
 @pytest.fixture(scope="session")

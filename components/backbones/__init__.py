@@ -1,3 +1,3 @@
 """Networks (x, s, t) -> (batch, heads, *shape) (family `backbone`)."""
 
-from flowmap_components.backbones import mlp, unet  # noqa: F401
+from flowmap_components.backbones import dit, mlp, unet  # noqa: F401

@@ -13,6 +13,8 @@ the inputs x, s, t), so a linear layer's tangent is the layer without its bias:
     GELU:       dy = dh * (Phi(z) + z phi(z))      (exact, erf form)
     GroupNorm:  with x^ = (x - mean) / std per group,
                 dy = gamma * (dx - mean(dx) - x^ mean(x^ dx)) / std
+    LayerNorm:  the same over the last dims, per token: y = gamma x^ + b,
+                dy = gamma * (dx - mean(dx) - x^ mean(x^ dx)) / std
     Attention:  S = Q K^T / sqrt(d), P = softmax(S), O = P V,
                 dS = (dQ K^T + Q dK^T) / sqrt(d), dP = P (dS - rowsum(P dS)), dO = dP V + P dV
     Fourier:    [t, sin(w t), cos(w t)] -> [dt, w cos(w t) dt, -w sin(w t) dt]
@@ -167,6 +169,31 @@ def group_norm_by_channel(norm: nn.GroupNorm, x: Tensor, dx: Tensor) -> tuple[Te
     y = xf * a + b
     dy = dxf * a + xf * k + k0
     return y.reshape(x.shape).to(x.dtype), dy.reshape(x.shape).to(x.dtype)
+
+
+def layer_norm(norm: nn.LayerNorm, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
+    """LayerNorm over the last `len(norm.normalized_shape)` dims, with or without an affine
+    map, in at least float32 and cast back to x's dtype; the tangent by the rule above
+    (std = sqrt(var + eps), var the biased variance, as torch computes it)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    dims = tuple(range(-len(norm.normalized_shape), 0))
+    xf = x.to(dtype)
+    var, mean = torch.var_mean(xf, dim=dims, correction=0, keepdim=True)
+    inv_std = torch.rsqrt(var + norm.eps)
+    normalised = (xf - mean) * inv_std
+    d_normalised = None
+    if dx is not None:
+        dxf = dx.to(dtype)
+        d_mean = dxf.mean(dim=dims, keepdim=True)
+        projection = (normalised * dxf).mean(dim=dims, keepdim=True)
+        d_normalised = (dxf - d_mean - normalised * projection) * inv_std
+    y, dy = normalised, d_normalised
+    if norm.weight is not None:
+        weight = norm.weight.to(dtype)
+        y, dy = y * weight, scale(dy, weight)
+    if norm.bias is not None:
+        y = y + norm.bias.to(dtype)
+    return y.to(x.dtype), None if dy is None else dy.to(x.dtype)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dq: Tangent, dk: Tangent, dv: Tangent) -> tuple[Tensor, Tangent]:

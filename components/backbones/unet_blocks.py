@@ -33,6 +33,38 @@ def _jvp_flash_attention():
 JVP_FLASH_ATTENTION = _jvp_flash_attention()
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Softmax attention of queries, keys and values `(batch, heads, tokens, head channels)`,
+    in at least float32 with autocast off, returned in q's dtype: the JVP-aware path every
+    backbone's attention takes.
+
+    On CUDA with `jvp-flash-attention` installed it runs that fused kernel (forward-mode AD
+    differentiates it without materialising the attention matrix); elsewhere
+    `scaled_dot_product_attention` (whose math kernel `flowmap_core.autodiff.jvp` selects).
+    Float32 with autocast off: under bfloat16 autocast on CUDA, the backward pass of a JVP
+    through the math kernel's softmax fails on mixed dtypes ("expected input and grad types
+    to match").
+    """
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    flash = q.is_cuda and JVP_FLASH_ATTENTION is not None
+    kernel = JVP_FLASH_ATTENTION if flash else F.scaled_dot_product_attention
+    with torch.autocast(q.device.type, enabled=False):
+        return kernel(q.to(dtype), k.to(dtype), v.to(dtype)).to(q.dtype)
+
+
+def attend_tangent(q: Tensor, k: Tensor, v: Tensor, dq: Tangent, dk: Tangent, dv: Tangent) -> tuple[Tensor, Tangent]:
+    """`attend` and its tangent by the attention rule of `tangent_rules` (the math kernel, which
+    compiles), in at least float32 with autocast off, returned in q's dtype."""
+    dtype = torch.promote_types(q.dtype, torch.float32)
+
+    def up(value: Tangent) -> Tangent:
+        return None if value is None else value.to(dtype)
+
+    with torch.autocast(q.device.type, enabled=False):
+        out, d_out = rules.attention(up(q), up(k), up(v), up(dq), up(dk), up(dv))
+    return out.to(q.dtype), None if d_out is None else d_out.to(q.dtype)
+
+
 class GroupNorm(nn.GroupNorm):
     """GroupNorm computed in at least float32 and returned in the input's dtype.
 
@@ -116,13 +148,12 @@ class SelfAttention(nn.Module):
     `channels // head_channels` heads (at least one), a 1x1 output conv (zero-initialised);
     the input plus that branch, times 1/sqrt(2).
 
-    The attention itself runs in at least float32 with autocast off: under bfloat16
-    autocast on CUDA, the backward pass of a JVP through the math kernel's softmax fails
-    on mixed dtypes ("expected input and grad types to match"). Attention runs only at
-    low resolutions, so this costs little. On CUDA with `jvp-flash-attention` installed
-    (`pip install 'flowmap[gpu]'`), `forward` uses its fused kernel, which forward-mode AD
-    (`derivative.forward_ad`) differentiates without materialising the attention matrix;
-    elsewhere, and in the explicit tangent pass (which must compile), the math kernel.
+    The attention itself goes through `attend` (`attend_tangent` in the tangent pass): in at
+    least float32 with autocast off (attention runs only at low resolutions, so this costs
+    little); on CUDA with `jvp-flash-attention` installed (`pip install 'flowmap[gpu]'`),
+    `forward` uses its fused kernel, which forward-mode AD (`derivative.forward_ad`)
+    differentiates without materialising the attention matrix; elsewhere, and in the explicit
+    tangent pass (which must compile), the math kernel.
     """
 
     def __init__(self, channels: int, head_channels: int):
@@ -142,12 +173,7 @@ class SelfAttention(nn.Module):
         batch, channels, height, width = x.shape
         qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width)
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (batch, heads, pixels, head channels)
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        flash = x.is_cuda and JVP_FLASH_ATTENTION is not None
-        attend = JVP_FLASH_ATTENTION if flash else F.scaled_dot_product_attention
-        with torch.autocast(x.device.type, enabled=False):
-            attended = attend(q.to(dtype), k.to(dtype), v.to(dtype)).to(q.dtype)
-        attended = attended.transpose(-1, -2).reshape(batch, channels, height, width)
+        attended = attend(q, k, v).transpose(-1, -2).reshape(batch, channels, height, width)
         return (x + self.out(attended)) * SKIP_SCALE
 
     def tangent(self, x: Tensor, dx: Tangent) -> tuple[Tensor, Tangent]:
@@ -156,16 +182,14 @@ class SelfAttention(nn.Module):
             return self(x), None
         batch, channels, height, width = x.shape
         qkv, d_qkv = rules.conv2d(self.qkv, *rules.group_norm(self.norm, x, dx))
-        dtype = torch.promote_types(qkv.dtype, torch.float32)
 
         def heads(value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            value = value.reshape(batch, 3, self.heads, channels // self.heads, height * width).to(dtype)
+            value = value.reshape(batch, 3, self.heads, channels // self.heads, height * width)
             return value.transpose(-1, -2).unbind(1)
 
-        with torch.autocast(x.device.type, enabled=False):
-            attended, d_attended = rules.attention(*heads(qkv), *heads(d_qkv))
         attended, d_attended = (
-            a.to(qkv.dtype).transpose(-1, -2).reshape(batch, channels, height, width) for a in (attended, d_attended)
+            a.transpose(-1, -2).reshape(batch, channels, height, width)
+            for a in attend_tangent(*heads(qkv), *heads(d_qkv))
         )
         out, d_out = rules.conv2d(self.out, attended, d_attended)
         return (x + out) * SKIP_SCALE, (dx + d_out) * SKIP_SCALE

@@ -13,6 +13,7 @@ CASES = {
         [(1, 8, 8), (3, 8, 8)],
         {"channels": 8, "channel_multipliers": (1, 2), "blocks": 1, "attention_resolutions": (4,)},
     ),
+    "dit": ([(1, 8, 8), (3, 8, 12)], {"patch": 2, "width": 16, "depth": 2, "attention_heads": 2}),
 }
 """Backbones that need other shapes (images) or small sizes: (data shapes, builder arguments)."""
 

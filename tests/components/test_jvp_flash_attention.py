@@ -1,12 +1,12 @@
-"""On CUDA with `jvp-flash-attention` installed, the UNet's attention uses its kernel, and its
-forward-mode derivative equals the math kernel's (skipped elsewhere: it needs a GPU)."""
+"""On CUDA with `jvp-flash-attention` installed, the UNet's and the DiT's attention use its kernel,
+and its forward-mode derivative equals the math kernel's (skipped elsewhere: it needs a GPU)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from flowmap_components.backbones import unet_blocks
+from flowmap_components.backbones import dit_blocks, unet_blocks
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or unet_blocks.JVP_FLASH_ATTENTION is None,
@@ -37,3 +37,21 @@ def test_self_attention_uses_the_flash_kernel_on_cuda():
     finally:
         unet_blocks.JVP_FLASH_ATTENTION = original
     torch.testing.assert_close(via_flash, via_math, rtol=2e-3, atol=2e-3)
+
+
+def test_dit_attention_uses_the_flash_kernel_on_cuda():
+    block = dit_blocks.Attention(64, 2).cuda()
+    h = torch.randn(2, 16, 64, device="cuda")
+    dh = torch.randn_like(h)
+    via_flash, d_flash = torch.func.jvp(block, (h,), (dh,))
+    original = unet_blocks.JVP_FLASH_ATTENTION
+    try:
+        unet_blocks.JVP_FLASH_ATTENTION = None
+        with sdpa_kernel(SDPBackend.MATH):
+            via_math, d_math = torch.func.jvp(block, (h,), (dh,))
+    finally:
+        unet_blocks.JVP_FLASH_ATTENTION = original
+    _, d_pass = block.tangent(h, dh)
+    torch.testing.assert_close(via_flash, via_math, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(d_flash, d_math, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(d_pass, d_math, rtol=2e-3, atol=2e-3)

@@ -1,4 +1,5 @@
-"""Every tangent rule, and the MLP's and UNet's explicit tangent passes, equal forward-mode AD.
+"""Every tangent rule, and the MLP's and UNet's explicit tangent passes, equal forward-mode AD
+(the DiT's: tests/components/test_dit.py).
 
 Each rule's `(y, dy)` is compared with `torch.func.jvp` of the layer in float64 (to 1e-12
 relative), for random inputs and tangents; the backbones' `tangent` methods likewise for
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.dit_blocks import LayerNorm
 from flowmap_components.backbones.mlp import MLP
 from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_components.backbones.unet import UNet
@@ -53,9 +55,25 @@ def float64():
         (rules.conv2d, lambda: nn.Conv2d(6, 4, 3, padding=1)),
         (rules.conv2d, lambda: nn.Conv2d(6, 4, 3, stride=2, padding=1)),
         (rules.group_norm, lambda: group_norm(6)),
+        (rules.layer_norm, lambda: LayerNorm(5)),
+        (rules.layer_norm, lambda: nn.LayerNorm(5)),
+        (rules.layer_norm, lambda: nn.LayerNorm((5, 5), eps=1e-3)),
         (rules.fourier, lambda: FourierTimeFeatures(4)),
     ],
-    ids=["silu", "gelu", "relu", "tanh", "linear", "conv", "strided_conv", "group_norm", "fourier"],
+    ids=[
+        "silu",
+        "gelu",
+        "relu",
+        "tanh",
+        "linear",
+        "conv",
+        "strided_conv",
+        "group_norm",
+        "layer_norm",
+        "affine_layer_norm",
+        "layer_norm_2d",
+        "fourier",
+    ],
 )
 def test_rule_equals_forward_ad(rule, module):
     torch.manual_seed(1)

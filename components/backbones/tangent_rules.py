@@ -113,10 +113,9 @@ def group_norm(norm: nn.GroupNorm, x: Tensor, dx: Tangent) -> tuple[Tensor, Tang
     Two orders of reduction compute the same numbers. Under `torch.compile`, inductor lays
     activations out channels-last around oneDNN convolutions, and moments over a group
     (channels and positions together) cut across that order: its loops then gather element
-    by element (7x slower on the Fashion-MNIST UNet's widest block). There the rule takes
-    per-channel moments, which run along the memory order (`group_norm_by_channel`). Eager
-    tensors are channel-major, where normalising each group directly dispatches 40% fewer
-    ops (`group_norm_by_group`).
+    by element. There the rule takes per-channel moments, which run along the memory order
+    (`group_norm_by_channel`). Eager tensors are channel-major, where normalising each group
+    directly dispatches fewer ops (`group_norm_by_group`).
     """
     if dx is None:
         return norm(x), None

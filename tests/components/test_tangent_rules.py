@@ -17,6 +17,11 @@ from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_components.backbones.unet import UNet
 from flowmap_components.backbones.unet_blocks import group_norm
 
+BOTH_ORDERS = pytest.mark.parametrize(
+    "rule", [rules.group_norm_by_group, rules.group_norm_by_channel], ids=["by_group", "by_channel"]
+)
+"""Both orders of reduction of the GroupNorm rule."""
+
 
 def _jvp(fn, x, dx):
     return torch.func.jvp(fn, (x,), (dx,))
@@ -90,7 +95,7 @@ def test_rule_equals_forward_ad(rule, module):
     assert (rule(layer, x, None) if layer is not None else rule(x, None))[1] is None
 
 
-@pytest.mark.parametrize("rule", [rules.group_norm_by_group, rules.group_norm_by_channel], ids=["by_group", "by_channel"])
+@BOTH_ORDERS
 def test_both_group_norm_orders_equal_forward_ad(rule):
     """`group_norm` runs `group_norm_by_channel` under torch.compile and `group_norm_by_group`
     eager: each equals forward-mode AD in float64."""
@@ -103,7 +108,7 @@ def test_both_group_norm_orders_equal_forward_ad(rule):
     _close(dy, dy_ref, "tangent")
 
 
-@pytest.mark.parametrize("rule", [rules.group_norm_by_group, rules.group_norm_by_channel], ids=["by_group", "by_channel"])
+@BOTH_ORDERS
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "no_spatial"])
 def test_group_norm_rule_in_float32_matches_float64(rule, layout):
     """In float32, on activations whose mean is 10x their spread, in any memory layout, both

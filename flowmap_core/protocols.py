@@ -1,5 +1,9 @@
 """The contract of each component family: a `typing.Protocol` plus frozen output records.
 
+One file on purpose (over 500 lines): the families refer to each other (an objective takes
+a flow map, a teacher, an interpolant, a derivative), and a user writing a component reads
+its contract here beside the ones it calls.
+
 Conventions (fixed for the whole library): time runs in [0, 1], t = 0 is the Gaussian
 base `x0`, t = 1 is data `x1`; tensors are batch-first, `x` is `(batch, *shape)` and times
 are `(batch,)`. A flow map `X_{s,t}(x)` carries a point from time s to time t along the

@@ -1,5 +1,8 @@
 """One generic training loop: it knows no method, dataset or network; gin supplies them.
 
+Just over 500 lines: the loop with its compiled-step, resume and skip handling, which read
+the same state; the spec and the run directory already live in `spec.py` and `rundir.py`.
+
 A run is described by a `TrainSpec` (gin name `train`, `flowmap_core.spec`): the components
 (dataset, backbone, parameterisation, interpolant, objective, time sampler, weighting,
 optimiser, learning-rate schedule) and the loop's settings. Each step draws a batch of data,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.embedding import embed_conditions
 from flowmap_components.backbones.tangent_rules import Tangent
 from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
@@ -187,24 +188,8 @@ class UNet(nn.Module):
     def _embed(
         self, s: Tensor, t: Tensor, ds: Tangent, dt: Tangent, label: Tensor | None, guidance: Tensor | None
     ) -> tuple[Tensor, Tangent]:
-        """`embed` and its tangent in (ds, dt), with autocast off."""
-        with torch.autocast(s.device.type, enabled=False):
-            values, tangents = zip(
-                rules.fourier(self.time_features, s, ds), rules.fourier(self.time_features, t, dt), strict=True
-            )
-            values, tangents = list(values), list(tangents)
-            if self.guidance_features is not None:
-                if guidance is None:
-                    raise ValueError("this UNet takes a guidance scale: pass guidance (1 for plain conditioning)")
-                values.append(self.guidance_features(guidance))
-                tangents.append(None)
-            h, dh = rules.linear(self.embedding_in, *rules.cat(values, tangents, dim=-1))
-            if self.num_classes is not None:
-                if label is None:
-                    raise ValueError("this UNet is class-conditional: pass label (-1 for no class)")
-                h = h + self.label_embedding(torch.where(label < 0, self.num_classes, label))
-            h, dh = rules.linear(self.embedding_out, *rules.silu(h, dh))
-            return rules.silu(h, dh)
+        """`embed` and its tangent in (ds, dt) (`embed_conditions`)."""
+        return embed_conditions(self, s, t, ds, dt, label, guidance)
 
     @typechecked
     def forward(self, x: Data, s: Times, t: Times, label: Labels | None = None, guidance: Times | None = None) -> Heads:

@@ -21,5 +21,6 @@ from flowmap_components import (  # noqa: F401
     teachers,
     time_samplers,
     velocities,
+    warm_start,
     weighting,
 )

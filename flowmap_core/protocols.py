@@ -327,9 +327,9 @@ class SharesBatchStatistics(Protocol):
 
 @runtime_checkable
 class ChecksRun(Protocol):
-    """An objective that works only with some of the run's other components: a teacher it
-    trains stably with (implicit-teacher dynamics), an interpolant its equations are
-    written in.
+    """An objective or teacher that works only with some of the run's other components: a
+    teacher it trains stably with (implicit-teacher dynamics), an interpolant its equations
+    are written in (or reads its time convention from: a pretrained model's noise levels).
 
     The trainer calls `check_run(interpolant=..., teacher=...)` when a run is specified;
     it raises ValueError, saying why and what works, for a combination it cannot train.
@@ -473,6 +473,17 @@ class Teacher(Protocol):
 
 
 @runtime_checkable
+class WarmStart(Protocol):
+    """Where the student's weights start: from a model the user already has.
+
+    `apply(net)` loads them into the freshly built backbone `net` before the EMA copies
+    it; it raises ValueError, saying why, when they do not fit.
+    """
+
+    def apply(self, net: torch.nn.Module) -> None: ...
+
+
+@runtime_checkable
 class Conditioning(Protocol):
     """What the network is conditioned on, besides (x, s, t): nothing, a class, a guidance scale.
 
@@ -566,6 +577,7 @@ declare_family(
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
 declare_family("features", "fixed image feature extractors for Fréchet distances", ("name", "dim", "__call__"))
 declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
+declare_family("warm_start", "initial weights of the student from a model the user has", ("apply",))
 declare_family(
     "conditioning",
     "what the network sees besides (x, s, t): classes, guidance scales",
@@ -608,6 +620,7 @@ __all__ = [
     "StreamingDataset",
     "StreamRequest",
     "Teacher",
+    "WarmStart",
     "VelocitySource",
     "TimeSample",
     "TimeSampler",

@@ -22,6 +22,7 @@ from flowmap_core.protocols import (
     StreamingDataset,
     Teacher,
     TimeSampler,
+    WarmStart,
     Weighting,
 )
 
@@ -116,7 +117,8 @@ class TrainSpec:
     `backbone` and `optimizer` are factories (`@backbone.mlp`, `@optimizer.adam`, no
     parentheses): the trainer builds them for the data shape and the parameters.
     `teacher` picks the network that supplies self-distillation targets (the online
-    weights, the paper's choice, or an EMA). `steps` defines the run, not wall time,
+    weights, the paper's choice, or an EMA). `warm_start` (default None: random weights)
+    starts the student from a model the user has. `steps` defines the run, not wall time,
     so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
     loss computation, `tf32` allows TensorFloat-32 matmuls on CUDA. `compile` is one of
     `COMPILE_MODES`: 'backbone' wraps the backbone in `torch.compile`, 'step' compiles the
@@ -139,6 +141,7 @@ class TrainSpec:
     lr_schedule: LRSchedule = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
+    warm_start: WarmStart | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)
@@ -164,8 +167,9 @@ class TrainSpec:
             raise TrainingError(
                 f"train.compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {self.compile!r}"
             )
-        if isinstance(self.objective, ChecksRun):
-            try:
-                self.objective.check_run(interpolant=self.interpolant, teacher=self.teacher)
-            except ValueError as error:
-                raise TrainingError(str(error)) from None
+        for part in (self.objective, self.teacher):
+            if isinstance(part, ChecksRun):
+                try:
+                    part.check_run(interpolant=self.interpolant, teacher=self.teacher)
+                except ValueError as error:
+                    raise TrainingError(str(error)) from None

@@ -110,6 +110,11 @@ class Trainer:
             data_shape=tuple(spec.dataset.data_shape), heads=spec.parameterisation.heads, **options
         )
         self.net.to(device=self.device, dtype=self.dtype)
+        if spec.warm_start is not None:
+            try:
+                spec.warm_start.apply(self.net)
+            except ValueError as error:
+                raise TrainingError(str(error)) from error
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = spec.tf32
             torch.backends.cudnn.allow_tf32 = spec.tf32

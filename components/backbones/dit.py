@@ -9,7 +9,7 @@ from flowmap_components.backbones import tangent_rules as rules
 from flowmap_components.backbones.dit_blocks import DiTBlock, FinalLayer, sincos_2d, xavier_patch_embedding
 from flowmap_components.backbones.embedding import embed_conditions
 from flowmap_components.backbones.tangent_rules import Tangent
-from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.time_features import FourierTimeFeatures, fold_second_time
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
@@ -192,6 +192,10 @@ class DiT(nn.Module):
         for block in self.blocks:
             h = block(h, c)
         return self._image(self.final(h, c))
+
+    def fold_second_time(self) -> None:
+        """From now on forward(x, s, t) = the current forward(x, s, s) (`time_features.fold_second_time`)."""
+        fold_second_time(self.embedding_in, 0, self.time_features.dim)
 
     def tangent(
         self,

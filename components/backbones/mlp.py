@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmap_components.backbones import tangent_rules as rules
-from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.time_features import FourierTimeFeatures, fold_second_time
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
@@ -92,6 +92,10 @@ class MLP(nn.Module):
         space = self.space_features(x.flatten(1)).flatten(1)
         features = [space, self.time_features(s), self.time_features(t), *self._conditioning(x, label, guidance)]
         return self.out(self.hidden(torch.cat(features, dim=-1))).view(x.shape[0], self.heads, *self.data_shape)
+
+    def fold_second_time(self) -> None:
+        """From now on forward(x, s, t) = the current forward(x, s, s) (`time_features.fold_second_time`)."""
+        fold_second_time(self.hidden[0], math.prod(self.data_shape) * self.space_features.dim, self.time_features.dim)
 
     def tangent(
         self,

@@ -24,3 +24,15 @@ class FourierTimeFeatures(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         angles = t.unsqueeze(-1) * self.frequencies.to(t.dtype)
         return torch.cat([t.unsqueeze(-1), torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def fold_second_time(linear: nn.Linear, first: int, width: int) -> None:
+    """Make `linear`, whose inputs hold the features of s at columns [first, first + width)
+    and those of t right after, read t as s: W_s <- W_s + W_t, W_t <- 0. A network whose
+    times enter only there then computes at (s, t) what it computed at (s, s): a velocity
+    network trained on the diagonal becomes the Euler map X_{s,t}(x) = x + (t - s) b_s(x),
+    with the second time's weights zero (the warm start of Decoupled MeanFlow)."""
+    s_columns, t_columns = slice(first, first + width), slice(first + width, first + 2 * width)
+    with torch.no_grad():
+        linear.weight[:, s_columns] += linear.weight[:, t_columns]
+        linear.weight[:, t_columns] = 0

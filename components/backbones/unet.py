@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from flowmap_components.backbones import tangent_rules as rules
 from flowmap_components.backbones.embedding import embed_conditions
 from flowmap_components.backbones.tangent_rules import Tangent
-from flowmap_components.backbones.time_features import FourierTimeFeatures
+from flowmap_components.backbones.time_features import FourierTimeFeatures, fold_second_time
 from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
@@ -214,6 +214,10 @@ class UNet(nn.Module):
                 h = self.upsample[level](h)
         out = self.output_conv(F.silu(self.output_norm(h)))
         return out.unflatten(1, (self.heads, self.data_shape[0]))
+
+    def fold_second_time(self) -> None:
+        """From now on forward(x, s, t) = the current forward(x, s, s) (`time_features.fold_second_time`)."""
+        fold_second_time(self.embedding_in, 0, self.time_features.dim)
 
     def tangent(
         self,

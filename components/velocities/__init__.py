@@ -1,3 +1,3 @@
 """Velocities that close self-distillation targets (family `velocity`)."""
 
-from flowmap_components.velocities import conditional, model, pretrained  # noqa: F401
+from flowmap_components.velocities import conditional, diffusers, model, pretrained  # noqa: F401

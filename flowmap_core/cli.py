@@ -200,8 +200,13 @@ def _sample(args: argparse.Namespace, imports: list[str]) -> int:
     steps = None if args.ode == "dopri5" else args.steps
     out = sampler.sample(x0, steps, ode=args.ode, X=sampler.given(args.label, args.guidance))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, out.x.float().numpy())
-    print(f"flowmap: {args.n} samples ({sampler.weights}, {out.nfe} network evaluations each) written to {args.out}")
+    images = sampler.images(out.x)
+    np.save(args.out, images.float().numpy())
+    decoded = ", decoded by the dataset's VAE" if images is not out.x else ""
+    print(
+        f"flowmap: {args.n} samples ({sampler.weights}, {out.nfe} network evaluations each{decoded}) "
+        f"written to {args.out}"
+    )
     return 0
 
 

@@ -72,10 +72,26 @@ class EvalSpec:
             raise ValueError(f"evaluate.step_counts must be positive integers, got {self.step_counts}")
 
     def score(self, samples: torch.Tensor, dataset: object) -> float:
-        """The metric of `samples` against `dataset`; images quantised to 8 bits first (`quantise`)."""
+        """The metric of `samples` against `dataset`; latents decoded to images (`images`) and
+        images quantised to 8 bits (`quantise`) first."""
+        samples, dataset = self.images(samples, dataset), as_images(dataset)
         if self.quantise and samples.dim() == 4:
             samples = quantised(samples)
         return self.metric(samples, dataset)
+
+    @staticmethod
+    def images(samples: torch.Tensor, dataset: object) -> torch.Tensor:
+        """`samples` of a latent dataset decoded through its VAE (`Shards.images`); others as they are."""
+        view = as_images(dataset)
+        if view is dataset or tuple(samples.shape[1:]) != tuple(dataset.data_shape):
+            return samples
+        return view.decode(samples)
+
+
+def as_images(dataset: object) -> object:
+    """The dataset as the images it stands for: latent shards seen through their VAE, else itself."""
+    images = getattr(dataset, "images", None)
+    return images() if callable(images) else dataset
 
 
 def quantised(images: torch.Tensor) -> torch.Tensor:
@@ -222,7 +238,7 @@ def evaluate(
                     continue
                 samples = sample_all(spec, X, x0, nfe // per_step, interpolant, device, sampler, f"{row}, NFE {nfe}")
                 scores[row][nfe] = spec.score(samples, dataset)
-                kept[row][nfe] = samples[: spec.plot_samples]
+                kept[row][nfe] = spec.images(samples[: spec.plot_samples], dataset)
     return EvalResult(
         metric=getattr(spec.metric, "name", type(spec.metric).__name__),
         step_counts=spec.step_counts,
@@ -351,7 +367,7 @@ def evaluate_guided(
                     every.append(samples)
                 else:  # at w = 0 the guided velocity is b(x, null): the target is the whole density
                     values.append(spec.score(samples, dataset if w == 0 else ClassOf(dataset, label)))
-                points.append(samples[:keep])
+                points.append(spec.images(samples[:keep], dataset))
                 labels.append(torch.full((min(keep, len(samples)),), label))
             scores[w][steps] = spec.score(torch.cat(every), dataset) if pooled else sum(values) / classes
             kept[w][steps] = (torch.cat(points), torch.cat(labels))

@@ -98,6 +98,10 @@ class RunSampler:
             ode_sample(self.X.velocity, chunk, solver=ode, rtol=rtol, atol=atol) for chunk in x0.split(self.spec.chunk)
         ]
 
+    def images(self, x: Tensor) -> Tensor:
+        """Samples `x` as images: decoded through the VAE of a latent dataset, else as they are."""
+        return self.spec.images(x, self.dataset)
+
     def score(self, x: Tensor) -> float:
         """The run's metric of samples `x` against its data."""
         return self.spec.score(x, self.dataset)

@@ -2,6 +2,12 @@
 
     python tools/make_shards.py SOURCE OUT [--format auto|fashion-mnist|mnist|cifar10|folder|array]
                                 [--per-shard 5000] [--labels FILE.npy]
+                                [--encode VAE [--scale S] [--shift S] [--batch 64]]
+
+With `--encode VAE` (a diffusers `AutoencoderKL` folder), each image is written as its VAE latent
+(`components/datasets/latents.py`: the posterior mean, normalised by the VAE's scaling and shift
+factors or `--scale` / `--shift`), and the manifest records the VAE's folder and weights hash; training
+reads the latents as data and evaluation decodes samples through the same VAE before scoring.
 
 e.g. `python tools/make_shards.py /usr/share/datasets/fashion-mnist data/fashion_mnist` (Debian's
 `dataset-fashion-mnist` package). OUT is a path or fsspec URL; each split goes to `OUT/train/` and,
@@ -33,6 +39,7 @@ per-channel mean / std (of pixels in [0, 1]) of the written manifest.
 
 import argparse
 import gzip
+import itertools
 import posixpath
 import re
 import sys
@@ -44,10 +51,12 @@ from pathlib import Path
 import attrs
 import fsspec
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from flowmap_components.datasets.shard_format import DataError, Manifest, join, write_shards
+from flowmap_components.datasets import latents
+from flowmap_components.datasets.shard_format import DataError, LatentInfo, Manifest, join, write_shards
 from flowmap_core.errors import FlowmapError
 
 FORMATS = ("auto", "fashion-mnist", "mnist", "cifar10", "folder", "array")
@@ -500,16 +509,66 @@ def check_unused(url: str) -> None:
         )
 
 
-def write_split(split: Split, url: str, per_shard: int) -> Manifest:
-    """Write `split` as shards at `url`, with a progress bar, and return its manifest."""
+def write_split(split: Split, url: str, per_shard: int, encoder: "Encoder | None" = None) -> Manifest:
+    """Write `split` as shards at `url` (as latents with `encoder`), with a progress bar, and return its manifest."""
     progress = tqdm(split.images(), total=split.count, desc=split.name, unit="img", mininterval=1, file=sys.stderr)
     with progress:
-        return write_shards(url, progress, classes=split.classes, per_shard=per_shard, source=split.source)
+        examples, latent = progress, None
+        if encoder is not None:
+            first = next(iter(progress), None)
+            if first is not None:
+                latent = encoder.info(first[0])
+                examples = encoder.latents(itertools.chain([first], progress))
+        return write_shards(
+            url, examples, classes=split.classes, per_shard=per_shard, source=split.source, latent=latent
+        )
+
+
+@attrs.define
+class Encoder:
+    """A VAE folder's `AutoencoderKL` turning images into normalised latents, `batch` at a time."""
+
+    codec: latents.Codec
+    folder: Path
+    batch: int
+
+    @classmethod
+    def of(cls, folder: Path, batch: int, scale: float | None, shift: float | None) -> "Encoder":
+        return cls(codec=latents.Codec.of(folder, scale, shift), folder=folder, batch=batch)
+
+    def info(self, pixels: np.ndarray) -> LatentInfo:
+        """What the manifest records of this VAE, for images shaped like `pixels` (H, W) or (H, W, C)."""
+        height, width = pixels.shape[:2]
+        return LatentInfo(
+            vae=str(self.folder.resolve()),
+            vae_sha256=latents.weights_hash(self.folder),
+            scale=self.codec.scale,
+            shift=self.codec.shift,
+            image_shape=(1 if pixels.ndim == 2 else pixels.shape[2], height, width),
+        )
+
+    def latents(self, images: Iterator[tuple[np.ndarray, int | None]]) -> Iterator[tuple[np.ndarray, int | None]]:
+        """(latent (c, h, w) float32, label) of each (uint8 image, label), in order."""
+        held: list[tuple[np.ndarray, int | None]] = []
+        for item in images:
+            held.append(item)
+            if len(held) == self.batch:
+                yield from self._encode(held)
+                held = []
+        yield from self._encode(held)
+
+    def _encode(self, held: list[tuple[np.ndarray, int | None]]) -> Iterator[tuple[np.ndarray, int | None]]:
+        if not held:
+            return
+        pixels = np.stack([p[..., None] if p.ndim == 2 else p for p, _ in held]).transpose(0, 3, 1, 2)
+        z = self.codec.encode(torch.from_numpy(pixels).float() / 127.5 - 1).float().numpy()
+        yield from zip(z, (label for _, label in held), strict=True)
 
 
 def summary(split: str, url: str, manifest: Manifest) -> str:
     """What was written: examples, shards, image shape, classes, per-channel mean and std."""
     channels, height, width = manifest.image_shape
+    what, values = ("image", "pixels in [0, 1]") if manifest.latent is None else ("latent", "normalised latents")
     if manifest.classes is None:
         classes = "unlabelled"
     else:
@@ -519,9 +578,9 @@ def summary(split: str, url: str, manifest: Manifest) -> str:
         [
             f"{split}: {manifest.count} examples in {len(manifest.shards)} shard(s) of at most {max(manifest.counts)}"
             f" -> {url}",
-            f"  image {channels}x{height}x{width} (C x H x W), {classes}",
+            f"  {what} {channels}x{height}x{width} (C x H x W), {classes}",
             f"  mean {' '.join(f'{m:.6f}' for m in manifest.mean)}   std {' '.join(f'{s:.6f}' for s in manifest.std)}"
-            "   (per channel, pixels in [0, 1])",
+            f"   (per channel, {values})",
         ]
     )
 
@@ -540,6 +599,15 @@ def parser() -> argparse.ArgumentParser:
         "--per-shard", type=int, default=PER_SHARD, metavar="N", help=f"examples per shard (default {PER_SHARD})"
     )
     parser.add_argument("--labels", type=Path, metavar="FILE", help="a .npy of integer labels for a .npy SOURCE")
+    parser.add_argument(
+        "--encode",
+        type=Path,
+        metavar="VAE",
+        help="write latents instead: a diffusers AutoencoderKL folder (needs the 'pretrained' extra)",
+    )
+    parser.add_argument("--scale", type=float, help="latent scale (default: the VAE's scaling_factor)")
+    parser.add_argument("--shift", type=float, help="latent shift (default: the VAE's shift_factor, or 0)")
+    parser.add_argument("--batch", type=int, default=64, help="images per encoder call (default 64)")
     return parser
 
 
@@ -553,8 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         urls = {split.name: join(args.out, split.name) for split in splits}
         for url in urls.values():
             check_unused(url)
+        encoder = None if args.encode is None else Encoder.of(args.encode, args.batch, args.scale, args.shift)
         for split in splits:
-            manifest = write_split(split, urls[split.name], args.per_shard)
+            manifest = write_split(split, urls[split.name], args.per_shard, encoder)
             print(summary(split.name, urls[split.name], manifest), flush=True)
     except (FlowmapError, OSError) as error:
         print(f"make_shards: error: {error}", file=sys.stderr)

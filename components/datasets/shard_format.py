@@ -11,6 +11,10 @@ ASCII, only for labelled sets) is one example, the webdataset convention. The ma
 records what a reader needs without opening a shard: the image shape `(C, H, W)`, the
 class names, the example count of every shard, and the per-channel mean and standard
 deviation of the pixel values scaled to [0, 1]. `tools/make_shards.py` writes it.
+
+A latent shard set (`make_shards.py --encode VAE`) holds `<key>.npy` float16 arrays
+`(c, h, w)` instead of images; its manifest's `image_shape` is the latents' shape, its
+mean and std are the latents', and `latent` (a `LatentInfo`) says which VAE made them.
 """
 
 import io
@@ -29,12 +33,28 @@ from flowmap_core.errors import FlowmapError
 MANIFEST = "manifest.json"
 FORMAT = "flowmap-shards/1"
 IMAGE_SUFFIXES = ("png", "jpg", "jpeg")
+LATENT_SUFFIX = "npy"
 MODES = {1: "L", 3: "RGB"}
 """PIL image mode of each channel count a shard may hold."""
 
 
 class DataError(FlowmapError, ValueError):
     """Shards that cannot be read as their manifest says: missing, undecodable, inconsistent."""
+
+
+@attrs.frozen(kw_only=True)
+class LatentInfo:
+    """How a shard set's latents were made: the VAE's folder and weights hash, the normalisation, the image shape."""
+
+    vae: str
+    vae_sha256: str
+    scale: float
+    shift: float
+    image_shape: tuple[int, int, int] = attrs.field(converter=tuple)
+
+
+def _latent_info(value: Any) -> "LatentInfo | None":
+    return LatentInfo(**value) if isinstance(value, dict) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +68,7 @@ class Manifest:
     mean: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     std: tuple[float, ...] = attrs.field(default=(), converter=tuple)
     source: str = ""
+    latent: LatentInfo | None = attrs.field(default=None, converter=_latent_info)
 
     @property
     def count(self) -> int:
@@ -80,7 +101,8 @@ class Manifest:
                 f"{where} disagrees with itself: {len(manifest.shards)} shards, {len(manifest.counts)} counts, "
                 f"count {record.get('count')} but the counts add up to {manifest.count}"
             )
-        if len(manifest.image_shape) != 3 or manifest.image_shape[0] not in MODES:
+        images = manifest.image_shape if manifest.latent is None else manifest.latent.image_shape
+        if len(manifest.image_shape) != 3 or len(images) != 3 or images[0] not in MODES:
             raise DataError(f"{where}: image_shape must be (channels, height, width) with 1 or 3 channels")
         return manifest
 
@@ -125,6 +147,24 @@ def decode_image(data: bytes, image_shape: tuple[int, int, int], where: str) -> 
     return pixels.reshape(height, width, channels).transpose(2, 0, 1)
 
 
+def decode_latent(data: bytes, shape: tuple[int, int, int], where: str) -> np.ndarray:
+    """A `.npy` member's float16 latent `(c, h, w)`, checked against the manifest's `shape`."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:
+        raise DataError(f"{where}: an unreadable .npy latent ({type(error).__name__}: {error})") from None
+    if array.dtype != np.float16 or array.shape != tuple(shape):
+        raise DataError(f"{where}: a latent of {array.dtype} {array.shape}, but the manifest says float16 {shape}")
+    return array
+
+
+def encode_latent(latent: np.ndarray) -> bytes:
+    """`.npy` bytes of a latent, stored as float16."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(latent, dtype=np.float16), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def examples(url: str, manifest: Manifest) -> Iterator[tuple[str, np.ndarray, int | None]]:
     """(key, pixels `(C, H, W)` uint8, label) of every example of the shard at `url`, in order.
 
@@ -152,10 +192,14 @@ def examples(url: str, manifest: Manifest) -> Iterator[tuple[str, np.ndarray, in
 def _example(sample: dict[str, Any], url: str, manifest: Manifest) -> tuple[str, np.ndarray, int | None]:
     key = sample["__key__"]
     where = f"shard {url!r}, example {key!r}"
-    found = [suffix for suffix in IMAGE_SUFFIXES if suffix in sample]
+    suffixes = IMAGE_SUFFIXES if manifest.latent is None else (LATENT_SUFFIX,)
+    found = [suffix for suffix in suffixes if suffix in sample]
     if len(found) != 1:
-        raise DataError(f"{where}: expected one image ({', '.join(IMAGE_SUFFIXES)}), found files {sorted(sample)}")
-    pixels = decode_image(sample[found[0]], manifest.image_shape, where)
+        raise DataError(f"{where}: expected one of {', '.join(suffixes)}, found files {sorted(sample)}")
+    if manifest.latent is None:
+        pixels = decode_image(sample[found[0]], manifest.image_shape, where)
+    else:
+        pixels = decode_latent(sample[found[0]], manifest.image_shape, where)
     if manifest.classes is None:
         return key, pixels, None
     try:
@@ -182,6 +226,26 @@ def _close(writer) -> None:
         writer.stream.close()
 
 
+def _encoded(
+    index: int, pixels: np.ndarray, latent: LatentInfo | None
+) -> tuple[tuple[int, int, int], dict[str, bytes], np.ndarray]:
+    """An example's shape `(C, H, W)`, its tar member and its values per channel `(n, C)`
+    for the manifest's statistics (pixels scaled to [0, 1], latents as they are)."""
+    pixels = np.asarray(pixels)
+    if latent is not None:
+        if pixels.ndim != 3 or not np.issubdtype(pixels.dtype, np.floating):
+            raise DataError(f"example {index}: expected a float latent (c, h, w), got {pixels.dtype} {pixels.shape}")
+        values = pixels.reshape(pixels.shape[0], -1).T.astype(np.float64)
+        return tuple(pixels.shape), {LATENT_SUFFIX: encode_latent(pixels)}, values
+    hwc = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.dtype != np.uint8 or hwc.ndim != 3 or hwc.shape[2] not in MODES:
+        raise DataError(
+            f"example {index}: expected uint8 pixels (H, W) or (H, W, 1 or 3), got {pixels.dtype} {pixels.shape}"
+        )
+    values = hwc.reshape(-1, hwc.shape[2]).astype(np.float64) / 255.0
+    return (hwc.shape[2], hwc.shape[0], hwc.shape[1]), {"png": encode_png(hwc)}, values
+
+
 def write_shards(
     directory: str,
     images: Iterable[tuple[np.ndarray, int | None]],
@@ -189,11 +253,13 @@ def write_shards(
     classes: Iterable[str] | None = None,
     per_shard: int = 10_000,
     source: str = "",
+    latent: LatentInfo | None = None,
 ) -> Manifest:
     """Write `(pixels, label)` examples as PNG shards of `per_shard` examples plus the manifest.
 
     `pixels` are uint8 `(H, W)` (gray) or `(H, W, C)`; every image must have the first one's
-    shape. Labels are ints (with `classes`) or None. `directory` is a path or fsspec URL;
+    shape. With `latent`, they are float latents `(c, h, w)` instead, written as float16
+    `.npy` members. Labels are ints (with `classes`) or None. `directory` is a path or fsspec URL;
     shards are named `shard-000000.tar`, ... The manifest is written last, so a directory
     with a manifest is complete. Members carry a fixed time stamp, so the same examples
     give the same bytes (and no per-member extended header).
@@ -212,14 +278,7 @@ def write_shards(
     writer = None
     try:
         for index, (pixels, label) in enumerate(images):
-            pixels = np.asarray(pixels)
-            hwc = pixels[..., None] if pixels.ndim == 2 else pixels
-            if pixels.dtype != np.uint8 or hwc.ndim != 3 or hwc.shape[2] not in MODES:
-                raise DataError(
-                    f"example {index}: expected uint8 pixels (H, W) or (H, W, 1 or 3), got {pixels.dtype} "
-                    f"{pixels.shape}"
-                )
-            chw = (hwc.shape[2], hwc.shape[0], hwc.shape[1])
+            chw, member, values = _encoded(index, pixels, latent)
             if shape is None:
                 shape = chw
                 totals, sums, squares = 0, np.zeros(chw[0]), np.zeros(chw[0])
@@ -237,12 +296,11 @@ def write_shards(
                 shards.append(f"shard-{len(shards):06d}.tar")
                 counts.append(0)
                 writer = TarWriter(fs.open(posixpath.join(root, shards[-1]), "wb"), mtime=0)
-            sample = {"__key__": f"{index:09d}", "png": encode_png(hwc)}
+            sample = {"__key__": f"{index:09d}", **member}
             if label is not None:
                 sample["cls"] = str(int(label)).encode()
             writer.write(sample)
             counts[-1] += 1
-            values = hwc.reshape(-1, hwc.shape[2]).astype(np.float64) / 255.0
             totals += values.shape[0]
             sums += values.sum(axis=0)
             squares += (values**2).sum(axis=0)
@@ -260,6 +318,7 @@ def write_shards(
         mean=[round(float(m), 6) for m in mean],
         std=[round(float(s), 6) for s in std],
         source=source,
+        latent=latent,
     )
     with fs.open(posixpath.join(root, MANIFEST), "w") as f:
         f.write(manifest.to_json())

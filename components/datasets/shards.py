@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from flowmap_components.datasets import latents
 from flowmap_components.datasets.shard_format import MANIFEST, DataError, Manifest, examples, join, read_manifest
 from flowmap_core.protocols import Batch, StreamRequest
 from flowmap_core.registry import register
@@ -148,8 +149,11 @@ def _identity(item):
 
 
 def to_batch(pixels: torch.Tensor, labels: torch.Tensor | None, device: torch.device, dtype: torch.dtype) -> Batch:
-    """uint8 pixels in [0, 255] -> `Batch` with x1 in [-1, 1] on `device` in `dtype`."""
-    x1 = pixels.to(device=device, non_blocking=True).to(dtype) / 127.5 - 1
+    """uint8 pixels in [0, 255] -> `Batch` with x1 in [-1, 1] on `device` in `dtype` (float
+    latents as they are)."""
+    x1 = pixels.to(device=device, non_blocking=True).to(dtype)
+    if pixels.dtype == torch.uint8:
+        x1 = x1 / 127.5 - 1
     return Batch(x1=x1, label=None if labels is None else labels.to(device=device, non_blocking=True))
 
 
@@ -163,6 +167,10 @@ class Shards:
     or a brace pattern of some of its shards (`data/train/shard-{000000..000004}.tar`).
     The manifest gives the data shape `(C, H, W)` and the class count, so a gin file
     names only the URL. Pixels are scaled to [-1, 1].
+
+    Latent shards (`tools/make_shards.py --encode VAE`) stream their latents as the data;
+    `images()` is the same split seen through the VAE that made them (its recorded folder,
+    or `vae` where it was moved), which evaluation scores and plots.
 
     Training reads an endless stream: with `workers` loader processes per training
     process, the `world_size * max(workers, 1)` readers each take every n-th shard, so no
@@ -180,10 +188,12 @@ class Shards:
     url: str
     workers: int = attrs.field(default=0, validator=non_negative)
     shuffle_buffer: int = attrs.field(default=2000, validator=positive)
+    vae: str | None = None
     directory: str = attrs.field(init=False)
     manifest: Manifest = attrs.field(init=False, repr=False)
     shard_names: tuple[str, ...] = attrs.field(init=False, repr=False)
     shard_counts: tuple[int, ...] = attrs.field(init=False, repr=False)
+    _images: list = attrs.field(init=False, repr=False, eq=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
         directory, pattern = _split_url(self.url)
@@ -254,6 +264,42 @@ class Shards:
                 break
         x, label = _ShardStream._collate(pixels, labels)
         return to_batch(x, label, torch.device("cpu"), torch.float32)
+
+    def images(self) -> "Shards | DecodedShards":
+        """This split as images: itself, or for latents its view through their VAE (made once)."""
+        if self.manifest.latent is None:
+            return self
+        if not self._images:
+            self._images.append(DecodedShards(self, latents.codec_for(self.manifest.latent, self.vae)))
+        return self._images[0]
+
+
+@attrs.define(frozen=True, eq=False)
+class DecodedShards:
+    """A latent shard set seen as the images its VAE decodes its latents to (`Shards.images`)."""
+
+    latents: Shards
+    codec: latents.Codec
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.latents.manifest.latent.image_shape)
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.latents.num_classes
+
+    def decode(self, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Images in [-1, 1] of latents `x`, `chunk` at a time."""
+        return torch.cat([self.codec.decode(part) for part in x.split(chunk)])
+
+    def stream(self, request: StreamRequest, *, epochs: int | None = None) -> Iterator[Batch]:
+        for batch in self.latents.stream(request, epochs=epochs):
+            yield Batch(x1=self.decode(batch.x1), label=batch.label)
+
+    def read(self, limit: int | None = None) -> Batch:
+        batch = self.latents.read(limit)
+        return Batch(x1=self.decode(batch.x1), label=batch.label)
 
 
 def read_images(url: str, limit: int | None = None) -> Batch:

@@ -11,7 +11,8 @@ from flowmap_core.registry import register
 @attrs.define(frozen=True, kw_only=True)
 class FromRun:
     """The weights of the finished run in `run_dir` (its EMA by default, or `weights`),
-    loaded into a student with the same backbone.
+    loaded into a student with the same backbone; with `config`, a missing or unfinished
+    run is trained first (as `teacher.pretrained` does).
 
     With `fold` (default), the second time is folded into the first
     (`fold_second_time`): a velocity trained on the diagonal, b_s = v_{s,s}, becomes the
@@ -20,11 +21,12 @@ class FromRun:
     """
 
     run_dir: str
+    config: str | None = None
     weights: str | None = None
     fold: bool = True
 
     def apply(self, net: nn.Module) -> None:
-        source = load_finished_run(self.run_dir, None, self.weights).net
+        source = load_finished_run(self.run_dir, self.config, self.weights).net
         source = getattr(source, "_orig_mod", source)
         try:
             net.load_state_dict(source.state_dict())

@@ -20,6 +20,12 @@ SMOKE_TEACHERS = [
     "teacher.pretrained.run_dir = 'runs/teachers/smoke_checkerboard_lsd'",
     "teacher.pretrained.config = 'smoke/checkerboard_lsd.gin'",
 ]
+IMAGE_TEACHERS = [  # the same for image configs: the smoke Fashion-MNIST flow-matching run
+    "velocity.pretrained.run_dir = 'runs/teachers/smoke_fashion_mnist_fm'",
+    "velocity.pretrained.config = 'smoke/fashion_mnist_fm.gin'",
+    "warm_start.run.run_dir = 'runs/teachers/smoke_fashion_mnist_fm'",
+    "warm_start.run.config = 'smoke/fashion_mnist_fm.gin'",
+]
 PARTS = {"base": "base/train.gin", "datasets": "datasets/checkerboard.gin", "methods": "methods/lsd.gin"}
 
 
@@ -44,7 +50,10 @@ def test_there_are_configs_for_every_method_and_dataset():
 def test_gin_file_parses_and_builds(path, smoke_data):
     extra = ["train.steps = 1"] if complements(path) else []  # experiments set the budget
     extra += image_data_bindings(path.stem)  # image configs read the synthetic stand-in of their data
-    config.parse([*complements(path), path], extra + SMOKE_TEACHERS)
+    teachers = SMOKE_TEACHERS + (IMAGE_TEACHERS if "fashion_mnist" in path.stem else [])
+    if path.parent.name == "experiments":  # a full-size student does not fit a smoke teacher's weights
+        teachers = [*teachers, "train.warm_start = None"]
+    config.parse([*complements(path), path], extra + teachers)
     trainer = Trainer(runs.build_spec(), progress=False)
     assert trainer.step == 0
     runs.build_eval_spec()

@@ -11,6 +11,7 @@ from flowmap_components import (  # noqa: F401
     exact,
     features,
     interpolants,
+    loggers,
     lr_schedules,
     metrics,
     objectives,

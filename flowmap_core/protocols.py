@@ -20,9 +20,11 @@ is in this one file (over 450 lines) so that the whole design space reads in one
 """
 
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -472,6 +474,30 @@ class Teacher(Protocol):
     def flow_map(self, student: "FlowMapLike", ema: Mapping[float, torch.nn.Module]) -> "FlowMapLike": ...
 
 
+class LogSession(Protocol):
+    """An open log of one run (`Logger.open`): scalars by step, text, images `(H, W, C)` uint8."""
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None: ...
+
+    def text(self, step: int, name: str, text: str) -> None: ...
+
+    def image(self, step: int, name: str, pixels: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Where a run's numbers go besides metrics.jsonl (always written): an experiment tracker.
+
+    `open(path, resume_step)` starts or continues the log of the run directory `path`; a run
+    resumed at `resume_step` drops what was logged after it (None: keep everything). It
+    returns a `LogSession`.
+    """
+
+    def open(self, path: Path, resume_step: int | None) -> LogSession: ...
+
+
 @runtime_checkable
 class WarmStart(Protocol):
     """Where the student's weights start: from a model the user already has.
@@ -577,6 +603,7 @@ declare_family(
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
 declare_family("features", "fixed image feature extractors for Fréchet distances", ("name", "dim", "__call__"))
 declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
+declare_family("logger", "experiment trackers a run logs to besides metrics.jsonl", ("open",))
 declare_family("warm_start", "initial weights of the student from a model the user has", ("apply",))
 declare_family(
     "conditioning",
@@ -610,6 +637,8 @@ __all__ = [
     "InterpolantPoint",
     "LabelledDensityDataset",
     "LRSchedule",
+    "LogSession",
+    "Logger",
     "Metric",
     "Objective",
     "ObjectiveInput",

@@ -5,13 +5,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gin
+import numpy as np
+from PIL import Image
 
 from flowmap_core import config, figures, report
 from flowmap_core.errors import FlowmapError, TrainingError
 from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.rundir import RunDir, RunDirError
-from flowmap_core.scores import Budget, Scores
+from flowmap_core.scores import Budget, Row, Scores, Table
 from flowmap_core.spec import TrainSpec
 from flowmap_core.trainer import Trainer
 
@@ -158,7 +160,36 @@ def score_run(
     images = len(trainer.spec.dataset.data_shape) == 3
     drawn, guided_drawn = figures.write_run_figures(run.path, result, trainer.spec.dataset, guided, images)
     run.write(run.report.name, report.run_report(run.name, settings(trainer), scores, drawn, guided_drawn))
+    log_scores(trainer, run, tables, [*drawn, *guided_drawn])
     return scores
+
+
+def log_scores(trainer: Trainer, run: RunDir, tables: Sequence[Table], figure_files: Sequence[str]) -> None:
+    """An evaluation in the run's experiment tracker (`train.logger`), at the trainer's step:
+    every score as <metric>/<weights, sampler>/<k steps or NFE>, each table as text, and the figures."""
+    if trainer.spec.logger is None or not trainer.context.is_main:
+        return
+    session = trainer.spec.logger.open(run.path, None)
+    try:
+        for table in tables:
+            values = {
+                f"{table.metric}/{row_label(row)}/{report.column_name(count, table.unit)}": value
+                for row in table.rows
+                for count, value in zip(table.counts, row.values, strict=True)
+            }
+            session.scalars(trainer.step, values)
+            session.text(trainer.step, f"scores/{table.kind}", report.score_table(table))
+        for name in figure_files:
+            with Image.open(run.path / name) as picture:
+                session.image(trainer.step, f"figures/{name}", np.asarray(picture.convert("RGB")))
+    finally:
+        session.close()
+
+
+def row_label(row: Row) -> str:
+    """A score row's name in a tracker: its weights, sampler and guidance scale."""
+    parts = [row.weights, row.sampler] + ([] if row.guidance is None else [f"w = {row.guidance:g}"])
+    return ", ".join(parts)
 
 
 def record_budget(trainer: Trainer, run_dir: Path | str | RunDir) -> Scores:

@@ -16,6 +16,7 @@ from flowmap_core.protocols import (
     Conditioning,
     Dataset,
     Interpolant,
+    Logger,
     LRSchedule,
     Objective,
     Parameterisation,
@@ -118,7 +119,8 @@ class TrainSpec:
     parentheses): the trainer builds them for the data shape and the parameters.
     `teacher` picks the network that supplies self-distillation targets (the online
     weights, the paper's choice, or an EMA). `warm_start` (default None: random weights)
-    starts the student from a model the user has. `steps` defines the run, not wall time,
+    starts the student from a model the user has. `logger` (default None: metrics.jsonl
+    only) also logs to an experiment tracker. `steps` defines the run, not wall time,
     so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
     loss computation, `tf32` allows TensorFloat-32 matmuls on CUDA. `compile` is one of
     `COMPILE_MODES`: 'backbone' wraps the backbone in `torch.compile`, 'step' compiles the
@@ -142,6 +144,7 @@ class TrainSpec:
     teacher: Teacher = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     warm_start: WarmStart | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
+    logger: Logger | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)

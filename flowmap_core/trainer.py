@@ -43,6 +43,7 @@ from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
     Draw,
+    LogSession,
     ObjectiveInput,
     SharesBatchStatistics,
     StreamRequest,
@@ -338,6 +339,7 @@ class Trainer:
         bar = tqdm(total=spec.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         window = Window()
         started = time.perf_counter() - self.elapsed
+        tracker = self._open_tracker()
         with self._stop_signals_finish_the_step():
             try:
                 while self.step < until:
@@ -347,6 +349,8 @@ class Trainer:
                     bar.update(1)
                     if self.step == 1:
                         self._write_text("operative_config.gin", gin.operative_config_str())
+                        if tracker is not None:
+                            tracker.text(self.step, "operative_config", gin.operative_config_str())
                     log = self.step % spec.log_every == 0 or self.step == spec.steps
                     save = self.step % spec.checkpoint_every == 0 or self.step == until
                     if log or save or not self.skips_on_device:
@@ -355,6 +359,8 @@ class Trainer:
                         record = window.flush(self.step, self.elapsed, self.skipped, self.optimizer)
                         bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped)
                         self._append_metrics(record)
+                        if tracker is not None:
+                            tracker.scalars(self.step, tracked_scalars(record))
                     stop = self._stop_requested(check_ranks=log)
                     if save or stop:
                         self.save()
@@ -362,6 +368,14 @@ class Trainer:
                         raise Interrupted(self.step, self.run.path if self.run else None)
             finally:
                 bar.close()
+                if tracker is not None:
+                    tracker.close()
+
+    def _open_tracker(self) -> LogSession | None:
+        """The run's experiment tracker (`train.logger`), opened where this training starts."""
+        if self.spec.logger is None or self.run is None or not self.context.is_main:
+            return None
+        return self.spec.logger.open(self.run.path, self.step)
 
     def _check_skips(self) -> None:
         """Read the skip counters: log skipped steps since the last read, and stop the run when
@@ -505,6 +519,15 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.context.is_main:
             tqdm.write(f"flowmap: {message}", file=sys.stderr)
+
+
+def tracked_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """A metrics.jsonl record's numbers (but the step) as a tracker's train/<name> scalars."""
+    return {
+        f"train/{name}": float(value)
+        for name, value in record.items()
+        if name != "step" and isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def _as_tensors(terms: dict[str, Any], like: torch.Tensor) -> dict[str, torch.Tensor]:

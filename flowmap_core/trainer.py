@@ -357,6 +357,8 @@ class Trainer:
                         self._check_skips()
                     if log:
                         record = window.flush(self.step, self.elapsed, self.skipped, self.optimizer)
+                        if hasattr(spec.dataset, "skipped"):
+                            record["skipped_samples"] = spec.dataset.skipped
                         bar.set_postfix(loss=f"{record['loss']:.4g}", skipped=self.skipped)
                         self._append_metrics(record)
                         if tracker is not None:

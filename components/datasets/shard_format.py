@@ -165,11 +165,22 @@ def encode_latent(latent: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def examples(url: str, manifest: Manifest) -> Iterator[tuple[str, np.ndarray, int | None]]:
+@attrs.frozen
+class Fault:
+    """An example skipped under `skip=True`: why (one line)."""
+
+    message: str
+
+
+def examples(
+    url: str, manifest: Manifest, *, skip: bool = False
+) -> Iterator[tuple[str, np.ndarray, int | None] | Fault]:
     """(key, pixels `(C, H, W)` uint8, label) of every example of the shard at `url`, in order.
 
     Stops with a `DataError` naming the shard and key at an undecodable or mis-sized
-    image, a missing or out-of-range label, or a missing file.
+    image, a missing or out-of-range label, or a missing file; with `skip`, a bad example
+    is yielded as a `Fault` instead and the shard read on (a shard that cannot be read
+    further still stops it).
     """
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -182,7 +193,14 @@ def examples(url: str, manifest: Manifest) -> Iterator[tuple[str, np.ndarray, in
     with stream:
         try:
             for sample in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
-                yield _example(sample, url, manifest)
+                try:
+                    example = _example(sample, url, manifest)
+                except DataError as error:
+                    if not skip:
+                        raise
+                    yield Fault(str(error))
+                    continue
+                yield example
         except DataError:
             raise
         except Exception as error:

@@ -12,7 +12,15 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from flowmap_components.datasets import latents
-from flowmap_components.datasets.shard_format import MANIFEST, DataError, Manifest, examples, join, read_manifest
+from flowmap_components.datasets.shard_format import (
+    MANIFEST,
+    DataError,
+    Fault,
+    Manifest,
+    examples,
+    join,
+    read_manifest,
+)
 from flowmap_core.protocols import Batch, StreamRequest
 from flowmap_core.registry import register
 from flowmap_core.validators import non_negative, positive
@@ -62,6 +70,19 @@ def _check_present(directory: str, names: tuple[str, ...]) -> None:
         )
 
 
+ON_ERROR = ("stop", "skip")
+WARNED_SKIPS = 5
+"""Skips said in a warning before they are only counted."""
+
+
+@attrs.frozen
+class Skipped:
+    """Examples a loader worker skipped (`on_error = 'skip'`), carried to the main process."""
+
+    count: int
+    message: str
+
+
 @attrs.frozen
 class _Failure:
     """An error met in a loader worker, carried to the main process as a value (one line)."""
@@ -79,6 +100,7 @@ class _ShardStream(IterableDataset):
         self.counts = dataset.shard_counts
         self.manifest = dataset.manifest
         self.buffer = dataset.shuffle_buffer
+        self.skip = dataset.on_error == "skip"
         self.request = request
         self.epochs = epochs
 
@@ -88,7 +110,7 @@ class _ShardStream(IterableDataset):
         except DataError as error:
             yield _Failure(str(error))
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None] | Skipped]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         req = self.request
@@ -98,6 +120,9 @@ class _ShardStream(IterableDataset):
         pixels: list[np.ndarray] = []
         labels: list[int | None] = []
         for example in self._shuffled(self._passes(mine, rng), rng):
+            if isinstance(example, Skipped):
+                yield example
+                continue
             pixels.append(example[0])
             labels.append(example[1])
             if len(pixels) == req.batch_size:
@@ -106,25 +131,43 @@ class _ShardStream(IterableDataset):
         if pixels:
             yield self._collate(pixels, labels)
 
-    def _passes(self, mine: list[int], rng: np.random.Generator) -> Iterator[tuple[np.ndarray, int | None]]:
+    def _passes(self, mine: list[int], rng: np.random.Generator) -> Iterator[tuple[np.ndarray, int | None] | Skipped]:
         epoch = 0
         while self.epochs is None or epoch < self.epochs:
             for index in rng.permutation(mine):
-                count = 0
-                for _, pixels, label in examples(self.urls[index], self.manifest):
-                    count += 1
-                    yield pixels, label
-                if count != self.counts[index]:
-                    raise DataError(
-                        f"shard {self.urls[index]!r} holds {count} examples, but the manifest says "
+                url, count, faults = self.urls[index], 0, 0
+                try:
+                    for example in examples(url, self.manifest, skip=self.skip):
+                        if isinstance(example, Fault):
+                            faults += 1
+                            yield Skipped(1, example.message)
+                            continue
+                        count += 1
+                        yield example[1], example[2]
+                except DataError as error:
+                    if not self.skip:
+                        raise
+                    missing = max(self.counts[index] - count - faults, 1)
+                    yield Skipped(missing, f"{error} (the rest of the shard, {missing} example(s), skipped)")
+                    continue
+                if count + faults != self.counts[index]:
+                    message = (
+                        f"shard {url!r} holds {count + faults} examples, but the manifest says "
                         f"{self.counts[index]}: the manifest does not describe these shards (rewrite them)"
                     )
+                    if not self.skip or count + faults > self.counts[index]:
+                        raise DataError(message)
+                    yield Skipped(self.counts[index] - count - faults, message)
             epoch += 1
 
     def _shuffled(self, items: Iterator, rng: np.random.Generator) -> Iterator:
-        """A shuffle buffer: once `buffer` items are held, each new one replaces a random one, which leaves."""
+        """A shuffle buffer: once `buffer` items are held, each new one replaces a random one, which
+        leaves (a `Skipped` passes straight through)."""
         held: list = []
         for item in items:
+            if isinstance(item, Skipped):
+                yield item
+                continue
             if len(held) < self.buffer:
                 held.append(item)
                 continue
@@ -182,18 +225,24 @@ class Shards:
     data in another order than the interrupted one would have, and resuming the same
     checkpoint twice gives identical runs. An undecodable or mis-sized image, a missing
     label, or a shard whose example count differs from the manifest stops the run with
-    the shard and example named (no silent skipping: fix or rewrite the shard).
+    the shard and example named (`on_error = 'stop'`, the default). With
+    `on_error = 'skip'` such an example (or the unreadable rest of a truncated shard) is
+    skipped, said in a warning for the first few, and counted (`skipped`, logged as
+    `skipped_samples` in metrics.jsonl), until more than `max_skipped` stop the run.
     """
 
     url: str
     workers: int = attrs.field(default=0, validator=non_negative)
     shuffle_buffer: int = attrs.field(default=2000, validator=positive)
     vae: str | None = None
+    on_error: str = attrs.field(default="stop", validator=attrs.validators.in_(ON_ERROR))
+    max_skipped: int = attrs.field(default=100, validator=non_negative)
     directory: str = attrs.field(init=False)
     manifest: Manifest = attrs.field(init=False, repr=False)
     shard_names: tuple[str, ...] = attrs.field(init=False, repr=False)
     shard_counts: tuple[int, ...] = attrs.field(init=False, repr=False)
     _images: list = attrs.field(init=False, repr=False, eq=False, factory=list)
+    _skipped: list = attrs.field(init=False, repr=False, eq=False, factory=lambda: [0])
 
     def __attrs_post_init__(self) -> None:
         directory, pattern = _split_url(self.url)
@@ -245,7 +294,25 @@ class Shards:
         for item in loader:
             if isinstance(item, _Failure):
                 raise DataError(item.message)
+            if isinstance(item, Skipped):
+                self._skip(item)
+                continue
             yield to_batch(*item, request.device, request.dtype)
+
+    @property
+    def skipped(self) -> int:
+        """Examples skipped so far by this process's streams (`on_error = 'skip'`)."""
+        return self._skipped[0]
+
+    def _skip(self, item: Skipped) -> None:
+        self._skipped[0] += item.count
+        if self._skipped[0] > self.max_skipped:
+            raise DataError(
+                f"{self._skipped[0]} examples skipped, more than dataset.shards.max_skipped = {self.max_skipped}; "
+                f"the last: {item.message}"
+            )
+        if self._skipped[0] - item.count < WARNED_SKIPS:
+            warnings.warn(f"skipped {item.count} example(s): {item.message}", stacklevel=2)
 
     def read(self, limit: int | None = None) -> Batch:
         """The first `limit` examples (all when None) of one unshuffled pass, in shard order,

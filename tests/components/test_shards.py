@@ -239,3 +239,46 @@ def test_writer_refuses_mixed_sizes(tmp_path):
     images = [(np.zeros((4, 4), np.uint8), None), (np.zeros((5, 4), np.uint8), None)]
     with pytest.raises(DataError, match="example 1 is 1x5x4, the first was 1x4x4"):
         write_shards(str(tmp_path / "x"), images)
+
+
+def _faulty(tmp_path) -> str:
+    """Shards with a corrupt image (shard 1, one example) and a truncated shard (shard 2, cut mid-way)."""
+    directory = str(tmp_path / "faulty")
+    write(directory)
+    good = [{"__key__": f"{500 + i:09d}", "cls": b"0", "png": encode_png(image(500 + i))} for i in range(PER_SHARD)]
+    good[3]["png"] = b"not a png"
+    _raw_shard(directory, "shard-000001.tar", good)
+    path = tmp_path / "faulty" / "shard-000002.tar"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return directory
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skip_trains_on_past_a_corrupt_image_and_a_truncated_shard(tmp_path, workers):
+    url = _faulty(tmp_path)
+    run_dir = tmp_path / "run"
+    bindings = _shard_bindings(url) + [
+        "dataset.shards.on_error = 'skip'",
+        "train.steps = 12",
+        "train.log_every = 6",
+        f"dataset.shards.workers = {workers}",
+    ]
+    args = ["train", SMOKE, "--run-dir", str(run_dir), "--no-eval", "--no-progress"]
+    with pytest.warns(UserWarning, match="skipped"):
+        assert cli.main(args + [arg for b in bindings for arg in ("--gin", b)]) == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 12 and records[-1]["skipped_samples"] >= 2  # the image and the shard's rest
+    assert records[-1]["skipped_samples"] <= 3 * (1 + PER_SHARD)  # at most three passes over the faults
+
+
+def test_skips_past_the_cap_stop_with_one_line(tmp_path, capsys):
+    url = _faulty(tmp_path)
+    bindings = _shard_bindings(url) + [
+        "dataset.shards.on_error = 'skip'",
+        "dataset.shards.max_skipped = 1",
+        "train.steps = 40",
+    ]
+    args = ["train", SMOKE, "--run-dir", str(tmp_path / "run"), "--no-eval", "--no-progress"]
+    assert cli.main(args + [arg for b in bindings for arg in ("--gin", b)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("flowmap: error:")]
+    assert len(errors) == 1 and "more than dataset.shards.max_skipped = 1" in errors[0], errors

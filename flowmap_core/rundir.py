@@ -11,6 +11,7 @@ The trainer, the CLI, the sweeps and every tool reach a run's files through `Run
 """
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,12 @@ class RunDir:
         tmp = self.metrics.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(self.metrics)
+
+    def forget_checkpoints_after(self, step: int) -> None:
+        """Delete the checkpoints past `step` (a rollback trains those steps again)."""
+        for path in ckpt.complete_checkpoints(self.checkpoints):
+            if int(path.name.removeprefix("step_")) > step:
+                shutil.rmtree(path, ignore_errors=True)
 
     def write_scores(self, scores: Scores) -> Path:
         """Write scores.json whole (atomically: a reader sees the old file or the new one)."""

@@ -26,6 +26,7 @@ from flowmap_core.protocols import (
     WarmStart,
     Weighting,
 )
+from flowmap_core.rollback import RollbackSpec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
@@ -77,6 +78,11 @@ def _factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         )
 
 
+def _rollback(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not isinstance(value, RollbackSpec):
+        raise TrainingError(f"train.rollback must be @rollback() or None, got {value!r}")
+
+
 def _grad_clip(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None:
         _rejects(validators.positive_finite)(instance, attribute, value)
@@ -120,12 +126,13 @@ class TrainSpec:
     `teacher` picks the network that supplies self-distillation targets (the online
     weights, the paper's choice, or an EMA). `warm_start` (default None: random weights)
     starts the student from a model the user has. `logger` (default None: metrics.jsonl
-    only) also logs to an experiment tracker. `steps` defines the run, not wall time,
-    so a run is reproducible. For bigger machines: `precision = 'bfloat16'` autocasts the
-    loss computation, `tf32` allows TensorFloat-32 matmuls on CUDA. `compile` is one of
-    `COMPILE_MODES`: 'backbone' wraps the backbone in `torch.compile`, 'step' compiles the
-    whole loss (a derivative strategy that cannot compile, forward-mode AD, falls back to
-    'backbone' with one line saying so).
+    only) also logs to an experiment tracker. `rollback` (default None: non-finite steps
+    are skipped) returns to the last good state on a loss spike (`flowmap_core.rollback`).
+    `steps` defines the run, not wall time, so a run is reproducible. For bigger machines:
+    `precision = 'bfloat16'` autocasts the loss computation, `tf32` allows TensorFloat-32
+    matmuls on CUDA. `compile` is one of `COMPILE_MODES`: 'backbone' wraps the backbone in
+    `torch.compile`, 'step' compiles the whole loss (a derivative strategy that cannot
+    compile, forward-mode AD, falls back to 'backbone' with one line saying so).
     """
 
     config_name = "train"
@@ -145,6 +152,7 @@ class TrainSpec:
     conditioning: Conditioning = attrs.field(default=gin.REQUIRED, validator=[_not_required, _instance])
     warm_start: WarmStart | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     logger: Logger | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
+    rollback: RollbackSpec | None = attrs.field(default=None, validator=_rollback)
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)

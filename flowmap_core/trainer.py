@@ -19,6 +19,7 @@ This file is about 500 lines: the step, the loop and the run's checkpoint state 
 trainer's networks, optimiser, generators and counters, and read best together.
 """
 
+import copy
 import functools
 import math
 import signal
@@ -49,6 +50,7 @@ from flowmap_core.protocols import (
     StreamRequest,
     TimeSample,
 )
+from flowmap_core.rollback import ROLLBACK_RESEED, Sentinel
 from flowmap_core.rundir import RunDir
 from flowmap_core.spec import DTYPES, PRECISIONS, TrainSpec
 from flowmap_core.step_stats import SkipCounter, StepResult, Window
@@ -148,6 +150,9 @@ class Trainer:
         self.device_generator = torch.Generator(device=self.device).manual_seed(stream + 7919)
         self.objective_generator = torch.Generator(device=self.device).manual_seed(stream + 104_729)
         self.step = 0
+        self.lr_scale = 1.0
+        self.sentinel = None if spec.rollback is None else Sentinel(spec.rollback)
+        self._good: ckpt.Checkpoint | None = None
         self._skips = SkipCounter(self.device)
         self._last_check = 0
         self.elapsed = 0.0
@@ -224,7 +229,7 @@ class Trainer:
         """What this process asks the dataset for: its share of the batch, from the current step on."""
         return StreamRequest(
             batch_size=self.local_batch,
-            seed=self.spec.seed,
+            seed=self.spec.seed + (0 if self.sentinel is None else self.sentinel.rollbacks * ROLLBACK_RESEED),
             step=self.step,
             rank=self.context.rank,
             world_size=self.context.world_size,
@@ -296,7 +301,7 @@ class Trainer:
         finite = distributed.all_finite(torch.isfinite(loss) & torch.isfinite(grad_norm), self.context)
         multiplier = self.spec.lr_schedule(self.step, self.spec.steps)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * multiplier
+            group["lr"] = base * multiplier * self.lr_scale
         if self.skips_on_device:
             self.optimizer.found_inf = (~finite).to(device=self.device, dtype=torch.float32)
             self.optimizer.step()
@@ -340,11 +345,19 @@ class Trainer:
         window = Window()
         started = time.perf_counter() - self.elapsed
         tracker = self._open_tracker()
+        if self.sentinel is not None:
+            self._keep_good_state()
         with self._stop_signals_finish_the_step():
             try:
                 while self.step < until:
                     result = self.optimise(self.draw())
                     self.elapsed = time.perf_counter() - started
+                    if self.sentinel is not None:
+                        why = self.sentinel.watch(float(result.loss))
+                        if why is not None:
+                            self._roll_back(why, window)
+                            bar.n = self.step
+                            continue
                     window.add(result)
                     bar.update(1)
                     if self.step == 1:
@@ -366,12 +379,47 @@ class Trainer:
                     stop = self._stop_requested(check_ranks=log)
                     if save or stop:
                         self.save()
+                        if self.sentinel is not None and self.sentinel.healthy:
+                            self._keep_good_state()
                     if stop:
                         raise Interrupted(self.step, self.run.path if self.run else None)
             finally:
                 bar.close()
                 if tracker is not None:
                     tracker.close()
+
+    def _keep_good_state(self) -> None:
+        """Keep a copy of the current state to roll back to (`train.rollback`)."""
+        self._good = copy.deepcopy(self.state())
+
+    def _roll_back(self, why: str, window: Window) -> None:
+        """Return to the kept state: lower the learning rate, reseed the data, log it (`flowmap_core.rollback`)."""
+        rollback, sentinel = self.spec.rollback, self.sentinel
+        if sentinel.rollbacks >= rollback.max_rollbacks:
+            raise TrainingError(
+                f"step {self.step}: {why}, after {sentinel.rollbacks} rollback(s), the most "
+                f"rollback.max_rollbacks = {rollback.max_rollbacks} allows"
+                + (f". The last good checkpoint is in {self.run.checkpoints}" if self.run else "")
+            )
+        bad_step, lr_scale, rollbacks = self.step, self.lr_scale * rollback.lr_factor, sentinel.rollbacks
+        self.restore(copy.deepcopy(self._good))
+        sentinel.rollbacks = rollbacks
+        sentinel.rolled_back()
+        self.lr_scale = lr_scale
+        stream = (self.spec.seed + sentinel.rollbacks * ROLLBACK_RESEED) * 1_000_003 + self.context.rank
+        self.host_generator.manual_seed(stream)
+        self.device_generator.manual_seed(stream + 7919)
+        window.reset()
+        self._log(
+            f"step {bad_step}: {why}; rolled back to step {self.step} (rollback {sentinel.rollbacks} of at most "
+            f"{rollback.max_rollbacks}), learning rate x{self.lr_scale:g}, data reseeded"
+        )
+        if self.run is not None and self.context.is_main:
+            self.run.forget_metrics_after(self.step)
+            self.run.forget_checkpoints_after(self.step)
+        self._append_metrics(
+            {"step": self.step, "rollback": sentinel.rollbacks, "from_step": bad_step, "lr_scale": self.lr_scale}
+        )
 
     def _open_tracker(self) -> LogSession | None:
         """The run's experiment tracker (`train.logger`), opened where this training starts."""
@@ -442,6 +490,8 @@ class Trainer:
             "ema_updates": self.ema.updates,
             "elapsed_s": self.elapsed,
             "world_size": self.context.world_size,
+            "lr_scale": self.lr_scale,
+            "rollbacks": 0 if self.sentinel is None else self.sentinel.rollbacks,
         }
         return ckpt.Checkpoint(
             model=self.modules.state_dict(), ema=ema, optimizer=self.optimizer.state_dict(), rng=rng, state=state
@@ -468,6 +518,9 @@ class Trainer:
         self._skips = SkipCounter(self.device, total=found.state["skipped"], in_a_row=found.state["consecutive_skips"])
         self.ema.updates = found.state["ema_updates"]
         self.elapsed = found.state["elapsed_s"]
+        self.lr_scale = found.state.get("lr_scale", 1.0)
+        if self.sentinel is not None:
+            self.sentinel.rollbacks = found.state.get("rollbacks", 0)
         self._batches = None  # a stream restarts from the restored step
 
     def save(self) -> Path | None:

@@ -3,6 +3,7 @@
 from flowmap_components.objectives import (  # noqa: F401
     consistency,
     esd,
+    fault,
     flow_matching,
     guided_flow_matching,
     lsd,

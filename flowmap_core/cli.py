@@ -135,6 +135,8 @@ def _components(args: argparse.Namespace, imports: list[str]) -> int:
 
 
 def _train(args: argparse.Namespace, imports: list[str]) -> int:
+    from tqdm import tqdm
+
     from flowmap_core import config, distributed, runs
     from flowmap_core.errors import TrainingError
     from flowmap_core.trainer import Interrupted, Trainer
@@ -149,11 +151,25 @@ def _train(args: argparse.Namespace, imports: list[str]) -> int:
         files = [DEFAULT_CONFIG]
     config.parse(files, args.gin, imports)
     spec = runs.build_spec()
+    eval_spec = None if args.no_eval else runs.build_eval_spec()  # a bad evaluation binding fails now
+    written = ([] if args.config is None else [config.resolve_config_file(args.config).read_text()]) + list(args.gin)
     context = distributed.setup(spec.device)
+
+    def warn_unused() -> None:
+        if context.is_main:
+            for name in config.unused_bindings(written, evaluated=eval_spec is not None):
+                tqdm.write(f"flowmap: warning: {name} is bound, but this run never reads it", file=sys.stderr)
+
     try:
         run_dir = args.run_dir or _default_run_dir(Path(files[0]).stem, context)
         trainer = Trainer(
-            spec, run_dir, context=context, resume=args.resume, force=args.force, progress=not args.no_progress
+            spec,
+            run_dir,
+            context=context,
+            resume=args.resume,
+            force=args.force,
+            progress=not args.no_progress,
+            after_first_step=warn_unused,
         )
         if context.is_main:
             print(f"flowmap: training {spec.steps:,} steps into {run_dir}", file=sys.stderr)
@@ -166,7 +182,7 @@ def _train(args: argparse.Namespace, imports: list[str]) -> int:
             if args.no_eval:
                 runs.record_budget(trainer, run_dir)
             else:
-                scores = runs.score_run(trainer, run_dir, runs.build_eval_spec(), [runs.headline_weights(trainer)])
+                scores = runs.score_run(trainer, run_dir, eval_spec, [runs.headline_weights(trainer)])
                 _print_scores(scores)
                 print(f"flowmap: report written to {run_dir / 'report.md'}", file=sys.stderr)
     finally:

@@ -353,3 +353,33 @@ def derivative_bindings(strategy: str) -> list[str]:
         for name, cls in registry.family("objective").members.items()
         if attrs.has(cls) and "derivative" in attrs.fields_dict(cls)
     ]
+
+
+EVALUATION_FAMILIES = ("metric", "features", "sampler")
+"""Families only evaluation builds: their bindings are used only by a run that is scored."""
+
+
+def unused_bindings(texts: Sequence[str], *, evaluated: bool) -> list[str]:
+    """The bindings written in `texts` (a config file's own lines, --gin bindings) that no
+    configurable the run built has read (gin's operative config), as `scope/name.param`;
+    without `evaluated`, evaluation's bindings (`evaluate`, families `EVALUATION_FAMILIES`)
+    are not counted. Macros and bindings gin cannot resolve are left out."""
+    from gin import config_parser
+
+    operative = gin.config._OPERATIVE_CONFIG  # gin has no public view of what was used
+    unused = []
+    for text in texts:
+        parser = config_parser.ConfigParser(text, gin.config.ParserDelegate(skip_unknown=True))
+        for statement in parser:
+            if not isinstance(statement, config_parser.BindingStatement) or not statement.arg_name:
+                continue
+            configurable = gin.config._REGISTRY.get_match(statement.selector)
+            if configurable is None:
+                continue
+            name = configurable.selector
+            if not evaluated and (name.endswith(".evaluate") or name.split(".")[0] in EVALUATION_FAMILIES):
+                continue
+            if statement.arg_name not in operative.get((statement.scope, name), {}):
+                scope = f"{statement.scope}/" if statement.scope else ""
+                unused.append(f"{scope}{statement.selector}.{statement.arg_name}")
+    return unused

@@ -25,7 +25,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,10 @@ class Trainer:
         resume: bool = False,
         force: bool = False,
         progress: bool = True,
+        after_first_step: Callable[[], None] | None = None,
     ):
         self.spec = spec
+        self.after_first_step = after_first_step
         self.context = context or distributed.Context(device=distributed.resolve_device(spec.device))
         self.run = RunDir(run_dir) if run_dir is not None else None
         self.progress = progress and self.context.is_main
@@ -364,6 +366,8 @@ class Trainer:
                         self._write_text("operative_config.gin", gin.operative_config_str())
                         if tracker is not None:
                             tracker.text(self.step, "operative_config", gin.operative_config_str())
+                        if self.after_first_step is not None:
+                            self.after_first_step()
                     log = self.step % spec.log_every == 0 or self.step == spec.steps
                     save = self.step % spec.checkpoint_every == 0 or self.step == until
                     if log or save or not self.skips_on_device:

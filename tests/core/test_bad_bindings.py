@@ -253,3 +253,12 @@ def test_a_run_directory_from_another_version_of_a_component(smoke_run, capsys, 
     config_file.write_text(config_file.read_text() + "\nobjective.lsd.retired_option = 3\n")
     line = one_error_line(capsys, ["eval", str(run_dir)])
     assert "retired_option" in line and "config.gin" in line
+
+
+def test_a_binding_the_run_never_reads_is_warned_about(capsys, tmp_path):
+    bindings = [*QUICK, "backbone.unet.channels = 4", "evaluate.num_samples = 500"]
+    argv = ["train", SMOKE, "--no-eval", "--run-dir", str(tmp_path / "run")]
+    assert cli.main(argv + [a for b in bindings for a in ("--gin", b)]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("flowmap: warning:")]
+    assert warnings == ["flowmap: warning: backbone.unet.channels is bound, but this run never reads it"], err

@@ -15,6 +15,8 @@ import gin
 import torch
 from tqdm.auto import tqdm
 
+from flowmap_core import cards
+from flowmap_core.cards import Card
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
     Batch,
@@ -79,6 +81,19 @@ class EvalSpec:
             samples = quantised(samples)
         return self.metric(samples, dataset)
 
+    def card(self, dataset: object, num_samples: int, images: bool) -> Card:
+        """How this evaluation measures `num_samples` samples against `dataset` (`flowmap_core.cards`)."""
+        view = as_images(dataset)
+        card_fields = getattr(self.metric, "card_fields", None)
+        fields = card_fields(view) if callable(card_fields) else {"reference": cards.describe_dataset(view)}
+        return Card(
+            metric=getattr(self.metric, "name", type(self.metric).__name__),
+            num_samples=num_samples,
+            seed=self.seed,
+            quantised=self.quantise and images,
+            **fields,
+        )
+
     @staticmethod
     def images(samples: torch.Tensor, dataset: object) -> torch.Tensor:
         """`samples` of a latent dataset decoded through its VAE (`Shards.images`); others as they are."""
@@ -114,6 +129,7 @@ class EvalResult:
     sampler: str = FLOW_MAP
     labels: dict[str, tuple[str, str]] = attrs.field(factory=dict)
     seed: int = 0
+    card: Card | None = None
 
     def to_table(self) -> Table:
         """The scores as data: a row per weights and sampler (`labels` gives each row's pair; a
@@ -132,6 +148,7 @@ class EvalResult:
             num_samples=self.num_samples,
             seed=self.seed,
             sampler=self.sampler,
+            card=self.card,
         )
 
 
@@ -250,6 +267,7 @@ def evaluate(
         sampler=getattr(spec.sampler, "label", FLOW_MAP),
         labels=labels,
         seed=spec.seed,
+        card=spec.card(dataset, spec.num_samples, images=truth.dim() == 4 or x0.dim() == 4),
     )
 
 
@@ -294,6 +312,7 @@ class GuidedResult:
     weights: str = ""
     num_samples: int = 0
     seed: int = 0
+    card: Card | None = None
 
     def to_table(self) -> Table:
         """The scores as data: a row per guidance scale, one column per step count."""
@@ -311,6 +330,7 @@ class GuidedResult:
             seed=self.seed,
             pooled=self.pooled,
             edge_floor=self.edge_floor,
+            card=self.card,
         )
 
 
@@ -383,4 +403,5 @@ def evaluate_guided(
         weights=weights,
         num_samples=per_class * classes,
         seed=spec.seed,
+        card=spec.card(dataset, per_class * classes, images=x0.dim() == 4),
     )

@@ -56,6 +56,11 @@ def score_table(scores: Table) -> str:
     return table([first, *columns], rows)
 
 
+def _card_lines(scores: Table) -> list[str]:
+    """How the table was measured (its card), as a paragraph after it."""
+    return [] if scores.card is None else [f"Measured with: {scores.card.line()}.", ""]
+
+
 def _figure_lines(figures: Sequence[str]) -> list[str]:
     return [line for figure in figures for line in (f"![{Path(figure).stem}]({figure})", "")]
 
@@ -84,6 +89,7 @@ def run_report(
             "",
             score_table(result),
             "",
+            *_card_lines(result),
             *_figure_lines(figures),
         ]
     for guided in (t for t in scores.tables if t.kind != FLOW_MAP):
@@ -106,6 +112,7 @@ def run_report(
             "",
             score_table(guided),
             "",
+            *_card_lines(guided),
             *_figure_lines(guided_figures),
         ]
     return "\n".join(lines)
@@ -137,7 +144,9 @@ def sweep_section(
     """The section of one sweep: its command, each cell's budget and headline scores per NFE
     (mean ± sample std over seeds, and n), each cell's ODE baselines, the noise floor, the
     scores tools wrote, who lost beyond the spread at each grid point, and the sweep's figures
-    (copied into `figures_dir` and linked from `page_dir`; without them, linked in place)."""
+    (copied into `figures_dir` and linked from `page_dir`; without them, linked in place).
+    Cells scored differently (their cards differ) are refused, naming the difference."""
+    summary.check_comparable()
     lines = [f"## {sweep_dir.name}", ""]
     if plan:
         lines += [f"Produced by `{plan['sweep']}`; each run is one command, e.g.", ""]

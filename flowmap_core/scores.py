@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from flowmap_core.cards import Card
 from flowmap_core.errors import FlowmapError
 
 FLOW_MAP = "flow map"
@@ -70,7 +71,8 @@ class Table:
     (rows per guidance scale, class-conditional); `unit` is `steps` or `NFE` (when baseline
     samplers are scored at the flow map's NFE); `sampler` is the evaluation's own sampler.
     A guided table's `pooled` says whether the classes were scored as one set, and
-    `edge_floor` is the floor of w = 0 (true samples of the whole density)."""
+    `edge_floor` is the floor of w = 0 (true samples of the whole density). `card` says how
+    the scores were measured (`flowmap_core.cards`; None in tables written before cards)."""
 
     kind: str = FLOW_MAP
     metric: str
@@ -83,6 +85,7 @@ class Table:
     sampler: str = FLOW_MAP
     pooled: bool = False
     edge_floor: float | None = None
+    card: Card | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.unit not in ("steps", "NFE"):
@@ -112,6 +115,8 @@ class Table:
         }
         if self.kind != FLOW_MAP:
             out |= {"pooled": self.pooled, "edge_floor": self.edge_floor}
+        if self.card is not None:
+            out["card"] = self.card.to_json()
         return out
 
     @classmethod
@@ -128,6 +133,7 @@ class Table:
             sampler=data.get("sampler", FLOW_MAP),
             pooled=data.get("pooled", False),
             edge_floor=data.get("edge_floor"),
+            card=Card.from_json(data["card"]) if "card" in data else None,
         )
 
 

@@ -201,6 +201,26 @@ class Summary:
             raise SweepError(f"no summary.json in {sweep_dir}: run `flowmap sweep` (or its --aggregate) there first")
         return cls.from_json(json.loads(path.read_text()))
 
+    def check_comparable(self) -> None:
+        """Refuse a comparison of cells whose flow-map scores were measured differently: their
+        cards (`flowmap_core.cards`) must agree (tables written before cards are not checked)."""
+        first = None
+        for cell, seeds in self.cells.items():
+            for seed, scores in seeds.items():
+                table = scores.table(FLOW_MAP)
+                if table is None or table.card is None:
+                    continue
+                if first is None:
+                    first = (cell, seed, table.card)
+                    continue
+                differences = first[2].differences(table.card)
+                if differences:
+                    raise SweepError(
+                        f"{cell} seed {seed} was scored differently from {first[0]} seed {first[1]} "
+                        f"({'; '.join(differences)}), so their scores are not comparable: score them alike "
+                        "(flowmap eval RUN_DIR --gin ...)"
+                    )
+
     def _rows(self, cell: str, pick) -> dict[str, dict[int, dict[int, float]]]:
         """Label -> NFE -> seed -> value of the rows `pick(row)` of each seed's flow-map table."""
         out: dict[str, dict[int, dict[int, float]]] = {}

@@ -349,6 +349,11 @@ class DecodedShards:
     codec: latents.Codec
 
     @property
+    def description(self) -> str:
+        """How an evaluation card names this set: the latents' URL and the VAE that decodes them."""
+        return f"{self.latents.url} (latents decoded by the VAE {self.latents.manifest.latent.vae_sha256[:12]})"
+
+    @property
     def data_shape(self) -> tuple[int, ...]:
         return tuple(self.latents.manifest.latent.image_shape)
 

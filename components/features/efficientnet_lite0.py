@@ -173,6 +173,7 @@ class EfficientNetLite0Features:
 
     batch_size: int = attrs.field(default=64, validator=positive)
     name: str = attrs.field(default="efficientnet_lite0", init=False)
+    resolution: int = attrs.field(default=RESOLUTION, init=False)
     dim: int = attrs.field(default=1280, init=False)
     network: EfficientNetLite0 = attrs.field(init=False, repr=False, eq=False)
 

@@ -247,6 +247,7 @@ class InceptionV3Features:
     weights: str = attrs.field(validator=_non_empty)
     batch_size: int = attrs.field(default=50, validator=positive)
     name: str = attrs.field(default="inception_v3", init=False)
+    resolution: int = attrs.field(default=RESOLUTION, init=False)
     dim: int = attrs.field(default=2048, init=False)
     weights_sha256: str = attrs.field(init=False)
     network: FIDInceptionV3 = attrs.field(init=False, repr=False, eq=False)

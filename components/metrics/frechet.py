@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from flowmap_core import cards
 from flowmap_core.protocols import Batch, FeatureExtractor, StreamingDataset
 from flowmap_core.registry import register
 from flowmap_core.validators import positive
@@ -161,6 +162,20 @@ class FrechetDistance:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "name", f"fd_{self.features.name}")
+
+    def card_fields(self, dataset: object) -> dict:
+        """What a score's card records of this metric: the features, a hash of their network's
+        weights, the reference set, its size and a hash of its statistics, the resize."""
+        network = cards.network_of(self.features)
+        stats = self.reference_stats(dataset)
+        return {
+            "features": self.features.name,
+            "features_sha256": None if network is None else cards.module_sha256(network),
+            "reference": cards.describe_dataset(dataset),
+            "reference_count": int(stats.count),
+            "reference_sha256": cards.tensors_sha256({"mean": stats.mean, "covariance": stats.covariance}),
+            "resized": getattr(self.features, "resolution", None),
+        }
 
     def stats(self, images: Tensor, *, device: torch.device | None = None, what: str = "images") -> GaussianStats:
         """Gaussian statistics of the features of `images` `(n, C, H, W)` in [-1, 1], computed

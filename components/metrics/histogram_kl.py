@@ -4,6 +4,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from flowmap_core import cards
 from flowmap_core.protocols import Dataset, DensityDataset
 from flowmap_core.registry import register
 from flowmap_core.validators import positive
@@ -24,6 +25,13 @@ class HistogramKL:
     high: float = 4.5
     floor: float = attrs.field(default=1e-10, validator=positive)
     name: str = attrs.field(default="kl", init=False)
+
+    def card_fields(self, dataset: object) -> dict:
+        """What a score's card records of this metric: the histogram and the exact density."""
+        return {
+            "features": f"{self.bins}x{self.bins} histogram on [{self.low:g}, {self.high:g}]^2",
+            "reference": f"the exact density of {cards.describe_dataset(dataset)}",
+        }
 
     def __attrs_post_init__(self) -> None:
         if self.bins < 1 or self.high <= self.low:

@@ -6,9 +6,11 @@ import math
 import shlex
 import statistics
 
+import attrs
 import pytest
 
 from flowmap_core import cli, config, figures, report, sweep
+from flowmap_core.cards import Card
 from flowmap_core.rundir import RunDir
 from flowmap_core.scores import Budget, Row, Scores, Table
 
@@ -91,6 +93,10 @@ def test_two_seeds_run_aggregate_and_are_not_rerun(tmp_path, capsys):
     values = [s.table().value("ema_0.999", 1) for s in runs]
     assert values[0] != values[1]  # the seeds differ
     assert [s.seed for s in runs] == [0, 1] and all(s.budget.steps == 4 for s in runs)
+    card = runs[0].table().card
+    assert card == runs[1].table().card and card.metric == "kl" and card.num_samples == 400
+    assert card.features.startswith("200x200 histogram") and not card.quantised
+    assert f"Measured with: {card.line()}." in (cell / "seed0" / "report.md").read_text()
     summary = sweep.Summary.read(out)
     assert summary.headline(cell.name).values[1] == {0: values[0], 1: values[1]}
     mean, std = statistics.fmean(values), statistics.stdev(values)
@@ -168,3 +174,24 @@ def test_bad_arguments_are_one_error_line(bad, message, tmp_path, capsys):
 def test_a_directory_without_a_summary_is_one_error_line(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "page.md")]) == 2
     assert "no summary.json" in capsys.readouterr().err
+
+
+def test_report_refuses_cells_scored_differently(tmp_path, capsys):
+    card = Card(metric="kl", features="200x200 histogram", reference="dataset.checkerboard", num_samples=400, seed=1234)
+    cells = {}
+    for cell, samples in (("a", 400), ("b", 4000)):
+        run = scores({1: 0.5})
+        table = attrs.evolve(run.tables[0], card=attrs.evolve(card, num_samples=samples))
+        cells[cell] = {0: attrs.evolve(run, tables=[table])}
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps(sweep.Summary(cells).to_json()))
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "page.md")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "b seed 0 was scored differently from a seed 0 (num_samples: 400 vs 4000)" in lines[0]
+    same = {
+        cell: {0: attrs.evolve(run[0], tables=[attrs.evolve(run[0].tables[0], card=card)])}
+        for cell, run in cells.items()
+    }
+    (out / "summary.json").write_text(json.dumps(sweep.Summary(same).to_json()))
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "page.md")]) == 0

@@ -90,6 +90,10 @@ def test_train_and_eval_score_decoded_images(latent_shards, smoke_data, tmp_path
     scores = Scores.loads((run_dir / "scores.json").read_text())
     table = scores.tables[0]
     assert table.metric == "fd_classifier" and np.isfinite(table.rows[0].values).all()
+    card = table.card  # scored on decoded images, against the decoded training split
+    assert card.features == "classifier" and len(card.features_sha256) == 64 and card.quantised
+    assert card.reference.startswith(f"{root / 'shards' / 'train'} (latents decoded by the VAE")
+    assert len(card.reference_sha256) == 64
     assert cli.main(["eval", str(run_dir)]) == 0
     out = tmp_path / "samples.npy"
     assert cli.main(["sample", str(run_dir), "--steps", "1", "--n", "3", "--out", str(out)]) == 0

@@ -6,6 +6,7 @@ Importing this package registers all built-in components (with the registry and 
 from flowmap_components import (  # noqa: F401
     backbones,
     conditioning,
+    couplings,
     datasets,
     derivatives,
     exact,

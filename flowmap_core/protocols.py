@@ -474,6 +474,17 @@ class Teacher(Protocol):
     def flow_map(self, student: "FlowMapLike", ema: Mapping[float, torch.nn.Module]) -> "FlowMapLike": ...
 
 
+@runtime_checkable
+class Coupling(Protocol):
+    """How a batch's noise x0 is paired with its data x1 (and labels).
+
+    `coupling(x0, x1, label)` returns the noise re-ordered so that row i pairs with x1[i]: a
+    permutation of the rows of x0, so every row is still N(0, I) and only the pairing changes.
+    """
+
+    def __call__(self, x0: Tensor, x1: Tensor, label: Tensor | None) -> Tensor: ...
+
+
 class LogSession(Protocol):
     """An open log of one run (`Logger.open`): scalars by step, text, images `(H, W, C)` uint8."""
 
@@ -603,6 +614,7 @@ declare_family(
 declare_family("metric", "sample-quality measures against a dataset", ("name", "__call__"))
 declare_family("features", "fixed image feature extractors for Fréchet distances", ("name", "dim", "__call__"))
 declare_family("teacher", "the network that supplies self-distillation targets", ("flow_map",))
+declare_family("coupling", "how a batch pairs noise with data: independent, mini-batch OT", ("__call__",))
 declare_family("logger", "experiment trackers a run logs to besides metrics.jsonl", ("open",))
 declare_family("warm_start", "initial weights of the student from a model the user has", ("apply",))
 declare_family(
@@ -625,6 +637,7 @@ __all__ = [
     "ChecksRun",
     "Coefficients",
     "Conditioning",
+    "Coupling",
     "Dataset",
     "DensityDataset",
     "Derivative",

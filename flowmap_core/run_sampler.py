@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from flowmap_core import config, runs
-from flowmap_core.evaluation import EvalSpec, noise, sample_all
+from flowmap_core.evaluation import EvalSpec, noise, real_samples, sample_all
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.rundir import RunDir
 from flowmap_core.sampling import Samples, flow_map_sample, ode_sample
@@ -61,6 +61,13 @@ class RunSampler:
             seed=self.spec.seed if seed is None else seed,
         )
         return noise(spec, self.dataset, device=self.trainer.device, dtype=self.trainer.dtype)
+
+    def data(self, n: int, seed: int | None = None) -> Tensor:
+        """`n` true data points, on the run's device: fresh draws seeded by `seed` (default: the
+        run's `evaluate.seed`), or the first `n` of the held-out split of streamed data."""
+        spec = attrs.evolve(self.spec, num_samples=n, seed=self.spec.seed if seed is None else seed)
+        x1 = real_samples(spec, self.dataset, torch.Generator().manual_seed(spec.seed))
+        return x1.to(device=self.trainer.device, dtype=self.trainer.dtype)
 
     def given(self, label: int | None = None, guidance: float = 1.0) -> FlowMap:
         """The map conditioned on class `label` at guidance scale `guidance` (no label: the null class)."""

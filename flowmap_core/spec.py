@@ -14,6 +14,7 @@ from flowmap_core.errors import TrainingError
 from flowmap_core.protocols import (
     ChecksRun,
     Conditioning,
+    Coupling,
     Dataset,
     Interpolant,
     Logger,
@@ -128,6 +129,7 @@ class TrainSpec:
     starts the student from a model the user has. `logger` (default None: metrics.jsonl
     only) also logs to an experiment tracker. `rollback` (default None: non-finite steps
     are skipped) returns to the last good state on a loss spike (`flowmap_core.rollback`).
+    `coupling` (default None: independent pairs) pairs each batch's noise with its data.
     `steps` defines the run, not wall time, so a run is reproducible. For bigger machines:
     `precision = 'bfloat16'` autocasts the loss computation, `tf32` allows TensorFloat-32
     matmuls on CUDA. `compile` is one of `COMPILE_MODES`: 'backbone' wraps the backbone in
@@ -153,6 +155,7 @@ class TrainSpec:
     warm_start: WarmStart | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     logger: Logger | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     rollback: RollbackSpec | None = attrs.field(default=None, validator=_rollback)
+    coupling: Coupling | None = attrs.field(default=None, validator=attrs.validators.optional(_instance))
     steps: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     batch_size: int = attrs.field(default=gin.REQUIRED, validator=[_not_required, _positive])
     grad_clip: float | None = attrs.field(default=None, validator=_grad_clip)

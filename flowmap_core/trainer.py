@@ -207,6 +207,8 @@ class Trainer:
         if not self._checked_data:
             self._check_data(batch)
         x0 = torch.randn(batch.x1.shape, generator=self.device_generator, device=self.device, dtype=self.dtype)
+        if self.spec.coupling is not None:
+            x0 = self.spec.coupling(x0, batch.x1, batch.label)
         times = self.spec.time_sampler(
             Draw(
                 n=n,

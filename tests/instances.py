@@ -18,6 +18,7 @@ from flowmap_components.datasets.shards import Shards
 from flowmap_components.datasets.synthetic_images import write_synthetic
 from flowmap_components.interpolants.general import General
 from flowmap_components.objectives.esd import ESD
+from flowmap_components.objectives.fault import Fault
 from flowmap_components.objectives.lsd import LSD
 from flowmap_components.objectives.psd import PSD
 from flowmap_components.objectives.split import Split
@@ -38,6 +39,7 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
         alpha=lambda t: (1 - t) ** 2, beta=lambda t: torch.sin(0.5 * torch.pi * t)
     ),
     ("objective", "split"): lambda: Split(off_diagonal=LSD()),
+    ("objective", "fault"): lambda: Fault(objective=LSD()),
     ("objective", "weighted_sum"): lambda: WeightedSum(terms=(LSD(), PSD()), weights=(1.0, 0.5)),
     ("time_sampler", "full_square"): lambda: FullSquare(base=UniformTriangle()),
     ("dataset", "points"): lambda: Points(path=str(points_file())),

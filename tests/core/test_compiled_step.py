@@ -41,7 +41,11 @@ WEIGHTED_SUM = [
     "objective.weighted_sum.terms = (@objective.split(), @objective.psd())",
     "objective.weighted_sum.weights = (1.0, 0.5)",
 ]
-CASES = {name: (name, []) for name in METHODS} | {"weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM)}
+FAULT = ["train.objective = @objective.fault()", "objective.fault.objective = @objective.split()"]  # no fault set
+CASES = {name: (name, []) for name in METHODS} | {
+    "weighted_sum": ("checkerboard_lsd", WEIGHTED_SUM),
+    "fault": ("checkerboard_lsd", FAULT),
+}
 
 
 def trainer_of(name: str, *bindings: str) -> Trainer:

@@ -1,3 +1,3 @@
 """Networks that supply self-distillation targets (family `teacher`)."""
 
-from flowmap_components.teachers import diffusers, ema, online, pretrained  # noqa: F401
+from flowmap_components.teachers import diffusers, ema, online, pretrained, weights_file  # noqa: F401

@@ -73,3 +73,24 @@ def test_another_backbone_is_one_error_line(fm_run, capsys, tmp_path):
     assert cli.main(argv + [a for b in bindings for a in ("--gin", b)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("flowmap: error: warm_start.run: the backbone of"), lines
+
+
+def test_a_safetensors_file_of_a_named_backbone_is_a_teacher(fm_run, tmp_path):
+    from safetensors.torch import save_file
+
+    with config.isolated():
+        fm = runs.open_run(fm_run)
+        net = fm.ema_nets()[runs.headline_weights(fm)]
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "fm.safetensors")
+        velocity = runs.flow_maps(fm, [runs.headline_weights(fm)])[runs.headline_weights(fm)]
+    smoke = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
+    bindings = [
+        "train.teacher = @teacher.weights_file()",
+        f"teacher.weights_file.path = '{tmp_path / 'fm.safetensors'}'",
+        "teacher.weights_file.backbone = @backbone.mlp",
+    ]
+    with config.isolated():
+        config.parse([smoke], bindings)
+        trainer = Trainer(runs.build_spec(), progress=False)
+    x, s = torch.randn(32, 2), torch.rand(32)
+    torch.testing.assert_close(trainer.teacher.velocity(x, s), velocity.velocity(x, s))

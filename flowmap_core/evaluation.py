@@ -15,7 +15,7 @@ import gin
 import torch
 from tqdm.auto import tqdm
 
-from flowmap_core import cards
+from flowmap_core import cards, validators
 from flowmap_core.cards import Card
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import (
@@ -52,15 +52,17 @@ class EvalSpec:
     clean-fid score images read from 8-bit files (`score`); other data is scored as is.
     """
 
+    config_name = "evaluate"
+
     metric: Metric = gin.REQUIRED
     sampler: Sampler = gin.REQUIRED
     step_counts: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8, 16), converter=tuple)
-    num_samples: int = 200_000
-    chunk: int = 8192
-    plot_samples: int = 20_000
-    seed: int = 1234
+    num_samples: int = attrs.field(default=200_000, validator=validators.positive_integer)
+    chunk: int = attrs.field(default=8192, validator=validators.positive_integer)
+    plot_samples: int = attrs.field(default=20_000, validator=validators.positive_integer)
+    seed: int = attrs.field(default=1234, validator=validators.integer)
     guidance_scales: tuple[float, ...] = attrs.field(default=(), converter=tuple)
-    guidance_samples: int = 40_000
+    guidance_samples: int = attrs.field(default=40_000, validator=validators.positive_integer)
     baselines: tuple[Sampler, ...] = attrs.field(default=(), converter=tuple)
     real: Dataset | StreamingDataset | None = None
     progress: bool = False

@@ -25,17 +25,16 @@ ROLLBACK_RESEED = 7_919
 @gin.register("rollback")
 @attrs.frozen(kw_only=True)
 class RollbackSpec:
-    """When the trainer rolls back, and what it changes then (module docstring)."""
+    """When the trainer rolls back, and what it changes then (module docstring). `lr_factor` is
+    in (0, 1]: 1 keeps the learning rate."""
+
+    config_name = "rollback"
 
     spike_factor: float = attrs.field(default=10.0, validator=validators.positive_finite)
     spike_steps: int = attrs.field(default=20, validator=validators.positive_integer)
     window: int = attrs.field(default=200, validator=validators.positive_integer)
-    lr_factor: float = attrs.field(default=1.0, validator=validators.positive_finite)
+    lr_factor: float = attrs.field(default=1.0, validator=validators.in_range(0.0, 1.0, low_open=True))
     max_rollbacks: int = attrs.field(default=5, validator=validators.positive_integer)
-
-    def __attrs_post_init__(self) -> None:
-        if self.lr_factor > 1:
-            raise ValueError(f"rollback.lr_factor must be in (0, 1] (1 keeps the learning rate), got {self.lr_factor}")
 
 
 @attrs.define

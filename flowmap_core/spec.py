@@ -45,7 +45,7 @@ def _not_required(instance: Any, attribute: attrs.Attribute, value: Any) -> None
 
 def _rejects(check: Callable[[Any, attrs.Attribute, Any], None]) -> Callable[[Any, attrs.Attribute, Any], None]:
     """A shared validator (flowmap_core.validators) whose ValueError/TypeError is a TrainingError,
-    skipped for a missing binding (reported by `_not_required`)."""
+    skipped for a missing binding (reported by `_not_required`); it keeps the validator's range."""
 
     def validate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is gin.REQUIRED:
@@ -55,6 +55,7 @@ def _rejects(check: Callable[[Any, attrs.Attribute, Any], None]) -> Callable[[An
         except (ValueError, TypeError) as error:
             raise TrainingError(str(error)) from None
 
+    validate.declared_range = validators.declared_range(check)
     return validate
 
 
@@ -62,6 +63,7 @@ _positive = _rejects(validators.positive_integer)
 _integer = _rejects(validators.integer)
 _boolean = _rejects(validators.boolean)
 _instance = _rejects(validators.component)
+_grad_clip = _rejects(validators.optional(validators.positive_finite))
 
 
 def _factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -82,11 +84,6 @@ def _factory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _rollback(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not isinstance(value, RollbackSpec):
         raise TrainingError(f"train.rollback must be @rollback() or None, got {value!r}")
-
-
-def _grad_clip(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        _rejects(validators.positive_finite)(instance, attribute, value)
 
 
 def _ema_rates(instance: Any, attribute: attrs.Attribute, value: tuple) -> None:

@@ -13,18 +13,23 @@ from flowmap_components.backbones.time_features import FourierTimeFeatures, fold
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
+from flowmap_core.validators import arguments, in_range, non_negative_integer, optional, positive, positive_integer
 
 POSITIONAL = ("fixed", "learned")
 """The positional embeddings: the fixed 2D sin-cos table, or a parameter that starts at it."""
 
 
-def _check_count(name: str, value: object, least: int) -> None:
-    """`backbone.dit.<name>` must be an integer >= `least` (not 2.5, not True)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"backbone.dit.{name} must be an integer >= {least}, got {value!r}")
-
-
 @register("backbone", "dit")
+@arguments(
+    heads=positive_integer,
+    patch=positive_integer,
+    width=in_range(4, integer=True),
+    depth=positive_integer,
+    attention_heads=positive_integer,
+    mlp_ratio=positive,
+    octaves=non_negative_integer,
+    num_classes=optional(positive_integer),
+)
 class DiT(nn.Module):
     """A DiT transformer on patches of images `data_shape = (C, H, W)`, with adaLN-zero on s and t.
 
@@ -99,21 +104,10 @@ class DiT(nn.Module):
         data_shape = tuple(data_shape)
         if len(data_shape) != 3:
             raise ConfigError(f"backbone.dit needs data_shape (channels, height, width), got {data_shape}")
-        for name, value, least in [
-            ("heads", heads, 1),
-            ("patch", patch, 1),
-            ("width", width, 4),
-            ("depth", depth, 1),
-            ("attention_heads", attention_heads, 1),
-            ("octaves", octaves, 0),
-        ]:
-            _check_count(name, value, least)
-        if num_classes is not None:
-            _check_count("num_classes", num_classes, 1)
         if not isinstance(guidance, bool):
             raise ConfigError(f"backbone.dit.guidance must be True or False, got {guidance!r}")
-        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, int | float) or int(width * mlp_ratio) < 1:
-            raise ConfigError(f"backbone.dit.mlp_ratio must be a number > 0 (at least one unit), got {mlp_ratio!r}")
+        if int(width * mlp_ratio) < 1:
+            raise ConfigError(f"backbone.dit.mlp_ratio must leave width * mlp_ratio >= 1 unit, got {mlp_ratio!r}")
         if positional not in POSITIONAL:
             raise ConfigError(
                 f"backbone.dit.positional: unknown positional embedding {positional!r}; known: {', '.join(POSITIONAL)}"

@@ -10,17 +10,21 @@ from flowmap_components.backbones.time_features import FourierTimeFeatures, fold
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
+from flowmap_core.validators import arguments, non_negative_integer, optional, positive_integer
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def _check_count(name: str, value: object, least: int) -> None:
-    """`backbone.mlp.<name>` must be an integer >= `least` (not 2.5, not True)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"backbone.mlp.{name} must be an integer >= {least}, got {value!r}")
-
-
 @register("backbone", "mlp")
+@arguments(
+    heads=positive_integer,
+    width=positive_integer,
+    depth=positive_integer,
+    octaves=non_negative_integer,
+    space_octaves=non_negative_integer,
+    num_classes=optional(positive_integer),
+    label_features=positive_integer,
+)
 class MLP(nn.Module):
     """`depth` hidden layers of `width` units on [Fourier(x), Fourier(s), Fourier(t)] -> `heads` outputs.
 
@@ -52,17 +56,6 @@ class MLP(nn.Module):
             raise ConfigError(
                 f"backbone.mlp.activation: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}"
             )
-        for name, value, least in [
-            ("width", width, 1),
-            ("depth", depth, 1),
-            ("heads", heads, 1),
-            ("octaves", octaves, 0),
-            ("space_octaves", space_octaves, 0),
-            ("label_features", label_features, 1),
-        ]:
-            _check_count(name, value, least)
-        if num_classes is not None:
-            _check_count("num_classes", num_classes, 1)
         if not isinstance(guidance, bool):
             raise ConfigError(f"backbone.mlp.guidance must be True or False, got {guidance!r}")
         self.data_shape = tuple(data_shape)

@@ -13,9 +13,20 @@ from flowmap_components.backbones.time_features import FourierTimeFeatures, fold
 from flowmap_components.backbones.unet_blocks import Block, Downsample, Upsample, group_norm, zero_initialised
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Heads, Labels, Times, typechecked
+from flowmap_core.validators import arguments, in_range, non_negative_integer, optional, positive_integer
 
 
 @register("backbone", "unet")
+@arguments(
+    heads=positive_integer,
+    channels=positive_integer,
+    blocks=positive_integer,
+    attention_head_channels=positive_integer,
+    dropout=in_range(0.0, 1.0, high_open=True),
+    octaves=non_negative_integer,
+    embedding_channels=optional(positive_integer),
+    num_classes=optional(positive_integer),
+)
 class UNet(nn.Module):
     """A DDPM++ / EDM-style UNet for images of shape `data_shape = (C, H, W)`.
 
@@ -95,15 +106,8 @@ class UNet(nn.Module):
         attention_resolutions = tuple(attention_resolutions)
         if len(data_shape) != 3:
             raise ValueError(f"UNet needs data_shape (channels, height, width), got {data_shape}")
-        if heads < 1 or channels < 1 or blocks < 1 or attention_head_channels < 1:
-            raise ValueError(
-                "UNet needs heads, channels, blocks and attention_head_channels >= 1; got heads="
-                f"{heads}, channels={channels}, blocks={blocks}, attention_head_channels={attention_head_channels}"
-            )
         if not channel_multipliers or min(channel_multipliers) < 1:
             raise ValueError(f"UNet needs one or more channel_multipliers >= 1, got {channel_multipliers}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"UNet needs 0 <= dropout < 1, got {dropout}")
         image_channels, height, width = data_shape
         levels = len(channel_multipliers)
         factor = 2 ** (levels - 1)

@@ -23,7 +23,7 @@ from flowmap_components.datasets.shard_format import (
 )
 from flowmap_core.protocols import Batch, StreamRequest
 from flowmap_core.registry import register
-from flowmap_core.validators import non_negative, positive
+from flowmap_core.validators import non_negative_integer, positive_integer
 
 WHAT = "dataset.shards.url"
 
@@ -232,11 +232,11 @@ class Shards:
     """
 
     url: str
-    workers: int = attrs.field(default=0, validator=non_negative)
-    shuffle_buffer: int = attrs.field(default=2000, validator=positive)
+    workers: int = attrs.field(default=0, validator=non_negative_integer)
+    shuffle_buffer: int = attrs.field(default=2000, validator=positive_integer)
     vae: str | None = None
     on_error: str = attrs.field(default="stop", validator=attrs.validators.in_(ON_ERROR))
-    max_skipped: int = attrs.field(default=100, validator=non_negative)
+    max_skipped: int = attrs.field(default=100, validator=non_negative_integer)
     directory: str = attrs.field(init=False)
     manifest: Manifest = attrs.field(init=False, repr=False)
     shard_names: tuple[str, ...] = attrs.field(init=False, repr=False)

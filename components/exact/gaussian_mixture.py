@@ -24,7 +24,7 @@ from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import Interpolant
 from flowmap_core.registry import register
 from flowmap_core.typing import Data, Times, typechecked
-from flowmap_core.validators import positive_finite
+from flowmap_core.validators import arguments, integer, positive, positive_finite, positive_integer
 
 DTYPE = torch.float64
 CACHE_SIZE = 16
@@ -164,6 +164,9 @@ def _weights(instance: "GaussianMixtureFlow", attribute: attrs.Attribute, value:
 
 
 @gin.register(module="exact")
+@arguments(
+    "exact.mixture_means", dimension=positive_integer, components=positive_integer, separation=positive, seed=integer
+)
 def mixture_means(
     dimension: int = 2, components: int = 3, separation: float = 4.0, layout: str = "simplex", seed: int = 0
 ) -> tuple[tuple[float, ...], ...]:
@@ -174,10 +177,6 @@ def mixture_means(
     `dimension`). `layout='random'`: Gaussian draws (fixed by `seed`) spread over all
     dimensions, scaled so that the closest pair is `separation` apart.
     """
-    if not (isinstance(dimension, int) and dimension >= 1 and isinstance(components, int) and components >= 1):
-        raise ValueError(f"exact.mixture_means needs dimension >= 1 and components >= 1, got {dimension}, {components}")
-    if not (isinstance(separation, int | float) and 0 < separation < math.inf):
-        raise ValueError(f"exact.mixture_means.separation must be positive and finite, got {separation!r}")
     if layout == "simplex":
         if components > dimension + 1:
             raise ValueError(

@@ -24,7 +24,7 @@ from torch import nn
 
 from flowmap_core.registry import register
 from flowmap_core.typing import Float, Tensor, typechecked
-from flowmap_core.validators import positive
+from flowmap_core.validators import positive_integer
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -156,7 +156,7 @@ class ClassifierFeatures:
     """
 
     weights: str
-    batch_size: int = attrs.field(default=512, validator=positive)
+    batch_size: int = attrs.field(default=512, validator=positive_integer)
     name: str = attrs.field(default="classifier", init=False)
     dim: int = attrs.field(init=False)
     test_accuracy: float = attrs.field(init=False)

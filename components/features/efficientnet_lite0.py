@@ -27,7 +27,7 @@ from torch import nn
 from flowmap_components.features.imagenet_input import Images, check_images, load_strictly, read_state_dict, rgb_at
 from flowmap_core.registry import register
 from flowmap_core.typing import Float, Tensor, typechecked
-from flowmap_core.validators import positive
+from flowmap_core.validators import positive_integer
 
 RESOLUTION = 224
 """EfficientNet-Lite0's training resolution."""
@@ -171,7 +171,7 @@ class EfficientNetLite0Features:
     they match the CPU's to 1e-5. Compute both sides of a distance under the same setting.
     """
 
-    batch_size: int = attrs.field(default=64, validator=positive)
+    batch_size: int = attrs.field(default=64, validator=positive_integer)
     name: str = attrs.field(default="efficientnet_lite0", init=False)
     resolution: int = attrs.field(default=RESOLUTION, init=False)
     dim: int = attrs.field(default=1280, init=False)

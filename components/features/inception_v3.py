@@ -23,7 +23,7 @@ from torch import nn
 from flowmap_components.features.imagenet_input import Images, check_images, load_strictly, read_state_dict, rgb_at
 from flowmap_core.registry import register
 from flowmap_core.typing import Float, Tensor, typechecked
-from flowmap_core.validators import positive
+from flowmap_core.validators import positive_integer
 
 RESOLUTION = 299
 """The FID network's input resolution."""
@@ -245,7 +245,7 @@ class InceptionV3Features:
     """
 
     weights: str = attrs.field(validator=_non_empty)
-    batch_size: int = attrs.field(default=50, validator=positive)
+    batch_size: int = attrs.field(default=50, validator=positive_integer)
     name: str = attrs.field(default="inception_v3", init=False)
     resolution: int = attrs.field(default=RESOLUTION, init=False)
     dim: int = attrs.field(default=2048, init=False)

@@ -5,7 +5,7 @@ import math
 import attrs
 
 from flowmap_core.registry import register
-from flowmap_core.validators import non_negative
+from flowmap_core.validators import non_negative_integer, unit_interval
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
@@ -17,7 +17,7 @@ def _warmup(step: int, warmup_steps: int) -> float:
 class Constant:
     """lr, after a linear warmup over `warmup_steps`."""
 
-    warmup_steps: int = attrs.field(default=0, validator=non_negative)
+    warmup_steps: int = attrs.field(default=0, validator=non_negative_integer)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return _warmup(step, self.warmup_steps)
@@ -28,8 +28,8 @@ class Constant:
 class Cosine:
     """Half a cosine from lr down to `final_fraction` * lr at the last step, after warmup."""
 
-    warmup_steps: int = attrs.field(default=0, validator=non_negative)
-    final_fraction: float = attrs.field(default=0.0, validator=non_negative)
+    warmup_steps: int = attrs.field(default=0, validator=non_negative_integer)
+    final_fraction: float = attrs.field(default=0.0, validator=unit_interval)
 
     def __call__(self, step: int, total_steps: int) -> float:
         span = max(total_steps - self.warmup_steps, 1)
@@ -43,8 +43,8 @@ class Cosine:
 class InverseSqrt:
     """lr / sqrt(max(step / decay_steps, 1)), the official code's decay (after warmup)."""
 
-    decay_steps: int = attrs.field(default=50_000, validator=non_negative)
-    warmup_steps: int = attrs.field(default=0, validator=non_negative)
+    decay_steps: int = attrs.field(default=50_000, validator=non_negative_integer)
+    warmup_steps: int = attrs.field(default=0, validator=non_negative_integer)
 
     def __call__(self, step: int, total_steps: int) -> float:
         return _warmup(step, self.warmup_steps) / math.sqrt(max(step / max(self.decay_steps, 1), 1.0))

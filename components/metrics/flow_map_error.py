@@ -23,6 +23,7 @@ from torch import Tensor
 
 from flowmap_core.protocols import Dataset, ExactFlow, Interpolant, Sampler
 from flowmap_core.registry import register
+from flowmap_core.validators import integer, positive_integer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -191,14 +192,9 @@ class SlicedWasserstein:
     dimension and for images (flattened). Even true samples score above 0 at a finite count:
     the evaluation's noise floor row is that value."""
 
-    projections: int = attrs.field(default=256)
-    seed: int = 4321
+    projections: int = attrs.field(default=256, validator=positive_integer)
+    seed: int = attrs.field(default=4321, validator=integer)
     name: str = attrs.field(default="sliced W2", init=False)
-
-    @projections.validator
-    def _check_projections(self, attribute: attrs.Attribute, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"metric.sliced_wasserstein.projections must be a positive integer, got {value!r}")
 
     def __call__(self, samples: Tensor, dataset: Dataset) -> float:
         generator = torch.Generator().manual_seed(self.seed)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from flowmap_core import cards
 from flowmap_core.protocols import Batch, FeatureExtractor, StreamingDataset
 from flowmap_core.registry import register
-from flowmap_core.validators import positive
+from flowmap_core.validators import integer, positive_integer
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -153,9 +153,9 @@ class FrechetDistance:
     """
 
     features: FeatureExtractor = attrs.field(validator=_check_extractor)
-    batch: int = attrs.field(default=256, validator=positive)
-    reference_size: int = attrs.field(default=10_000, validator=positive)
-    reference_seed: int = 0
+    batch: int = attrs.field(default=256, validator=positive_integer)
+    reference_size: int = attrs.field(default=10_000, validator=positive_integer)
+    reference_seed: int = attrs.field(default=0, validator=integer)
     progress: bool = True
     name: str = attrs.field(init=False, default="")
     _references: dict[tuple[int, int], _Reference] = attrs.field(init=False, factory=dict, repr=False, eq=False)

@@ -7,7 +7,7 @@ from torch import Tensor
 from flowmap_core import cards
 from flowmap_core.protocols import Dataset, DensityDataset
 from flowmap_core.registry import register
-from flowmap_core.validators import positive
+from flowmap_core.validators import finite, in_range, positive_integer
 
 
 @register("metric", "histogram_kl")
@@ -20,10 +20,10 @@ class HistogramKL:
     total). The same estimator everywhere: 200 x 200 bins on [-4.5, 4.5]^2, floor 1e-10.
     """
 
-    bins: int = 200
-    low: float = -4.5
-    high: float = 4.5
-    floor: float = attrs.field(default=1e-10, validator=positive)
+    bins: int = attrs.field(default=200, validator=positive_integer)
+    low: float = attrs.field(default=-4.5, validator=finite)
+    high: float = attrs.field(default=4.5, validator=finite)
+    floor: float = attrs.field(default=1e-10, validator=in_range(0.0, 1.0, low_open=True))
     name: str = attrs.field(default="kl", init=False)
 
     def card_fields(self, dataset: object) -> dict:
@@ -34,10 +34,8 @@ class HistogramKL:
         }
 
     def __attrs_post_init__(self) -> None:
-        if self.bins < 1 or self.high <= self.low:
-            raise ValueError(
-                f"HistogramKL needs bins >= 1 and high > low; got bins={self.bins}, [{self.low}, {self.high}]"
-            )
+        if self.high <= self.low:
+            raise ValueError(f"metric.histogram_kl needs high > low; got [{self.low}, {self.high}]")
 
     def edges(self) -> Tensor:
         return torch.linspace(self.low, self.high, self.bins + 1, dtype=torch.float64)

@@ -12,6 +12,7 @@ from flowmap_components.velocities.conditional import ConditionalVelocity
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import ObjectiveInput, ObjectiveOutput, StopGradient, VelocitySource
 from flowmap_core.registry import register
+from flowmap_core.validators import positive
 
 
 def _distance(instance: "Consistency", attribute: attrs.Attribute, value: str) -> None:
@@ -47,7 +48,7 @@ class Consistency:
     stopgrad: StopGradient = attrs.field(factory=TeacherStopGradient)
     normalise: bool = True
     distance: str = attrs.field(default="squared", validator=_distance)
-    pseudo_huber_c: float = 0.00054
+    pseudo_huber_c: float = attrs.field(default=0.00054, validator=positive)
     sigma_weight: bool = False
 
     @property

@@ -5,7 +5,7 @@ import torch
 
 from flowmap_core.protocols import Objective, ObjectiveInput, ObjectiveOutput
 from flowmap_core.registry import register
-from flowmap_core.validators import positive_finite, positive_integer
+from flowmap_core.validators import non_negative_integer, optional, positive_finite, positive_integer
 
 
 @register("objective", "fault")
@@ -17,8 +17,8 @@ class Fault:
     only (the faults are decided in Python, by the step)."""
 
     objective: Objective
-    nan_at: int | None = None
-    spike_at: int | None = None
+    nan_at: int | None = attrs.field(default=None, validator=optional(non_negative_integer))
+    spike_at: int | None = attrs.field(default=None, validator=optional(non_negative_integer))
     spike_steps: int = attrs.field(default=30, validator=positive_integer)
     spike_factor: float = attrs.field(default=1000.0, validator=positive_finite)
     _state: dict = attrs.field(init=False, factory=lambda: {"last": -1, "done": set()}, eq=False, repr=False)

@@ -9,13 +9,7 @@ from flowmap_components.stopgrad.policies import TeacherStopGradient
 from flowmap_core.flow_map import expand_time
 from flowmap_core.protocols import FlowMapLike, ObjectiveInput, ObjectiveOutput, StopGradient
 from flowmap_core.registry import register
-
-
-def _fraction(instance: "PSD", attribute: attrs.Attribute, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-        raise ValueError(f"PSD.h must be in (0, 1) (0.5 is PSD-M) or None for h ~ U(0, 1) (PSD-U); got {value!r}")
+from flowmap_core.validators import open_unit_interval, optional
 
 
 def two_jumps(teacher: FlowMapLike, xs: Tensor, s: Tensor, u: Tensor, t: Tensor, h: Tensor) -> Tensor:
@@ -38,7 +32,7 @@ class PSD:
     around the teacher's two jumps (no student value enters the teacher).
     """
 
-    h: float | None = attrs.field(default=0.5, validator=_fraction)
+    h: float | None = attrs.field(default=0.5, validator=optional(open_unit_interval))
     stopgrad: StopGradient = attrs.field(factory=TeacherStopGradient)
 
     @property

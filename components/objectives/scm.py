@@ -24,11 +24,6 @@ from flowmap_core.protocols import (
 from flowmap_core.registry import register
 
 
-def _positive_or_none(instance: "ContinuousConsistency", attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None:
-        validators.positive(instance, attribute, value)
-
-
 def implied_output(X: FlowMapLike, interpolant: Interpolant, x: Tensor, s: Tensor) -> Tensor:
     """F(x, s) = (beta(s) x - X_{s,1}(x)) / alpha(s): the TrigFlow output F of any map to the data end,
     inverting f = cos(t) x - sin(t) F (`parameterisation.trigflow` reads it off the backbone)."""
@@ -67,12 +62,8 @@ class ContinuousConsistency:
 
     velocity: VelocitySource = attrs.field(factory=ConditionalVelocity)
     derivative: Derivative = attrs.field(factory=ForwardAD)
-    tangent_c: float | None = attrs.field(default=0.1, validator=_positive_or_none)
-    warmup_steps: int = attrs.field(default=10_000, validator=validators.integer)
-
-    def __attrs_post_init__(self) -> None:
-        if self.warmup_steps < 0:
-            raise ValueError(f"ContinuousConsistency.warmup_steps must be >= 0, got {self.warmup_steps}")
+    tangent_c: float | None = attrs.field(default=0.1, validator=validators.optional(validators.positive))
+    warmup_steps: int = attrs.field(default=10_000, validator=validators.non_negative_integer)
 
     @property
     def name(self) -> str:

@@ -9,12 +9,7 @@ from flowmap_core.flow_map import batch_times, expand_time
 from flowmap_core.protocols import FlowMapLike, Interpolant
 from flowmap_core.registry import register
 from flowmap_core.sampling import Samples
-from flowmap_core.validators import positive
-
-
-def _positive_or_none(instance: "ConsistencySampler", attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None:
-        positive(instance, attribute, value)
+from flowmap_core.validators import optional, positive
 
 
 @register("sampler", "consistency")
@@ -31,7 +26,7 @@ class ConsistencySampler:
     negligible there and unknown). `sigma_max = None` starts at s_0 = 0, from x0 itself.
     """
 
-    sigma_max: float | None = attrs.field(default=80.0, validator=_positive_or_none)
+    sigma_max: float | None = attrs.field(default=80.0, validator=optional(positive))
 
     def start(self, interpolant: Interpolant, x0: Tensor) -> Tensor:
         """s_0: the time of `sigma_max` (0 without one), one per example."""

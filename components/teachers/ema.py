@@ -8,6 +8,7 @@ from torch import nn
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.protocols import FlowMapLike
 from flowmap_core.registry import register
+from flowmap_core.validators import open_unit_interval
 
 
 @register("teacher", "ema")
@@ -15,7 +16,7 @@ from flowmap_core.registry import register
 class EMATeacher:
     """Targets from the EMA of the weights at `rate` (one of the run's `train.ema_rates`)."""
 
-    rate: float = 0.999
+    rate: float = attrs.field(default=0.999, validator=open_unit_interval)
 
     def flow_map(self, student: FlowMapLike, ema: Mapping[float, nn.Module]) -> FlowMapLike:
         if self.rate not in ema:

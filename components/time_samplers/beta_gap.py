@@ -13,7 +13,7 @@ from flowmap_components.time_samplers.common import (
 )
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import non_negative, unit_interval
+from flowmap_core.validators import non_negative_integer, unit_interval
 
 
 def beta_quantile(u: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -42,7 +42,7 @@ class BetaGap:
     concentration: tuple[float, float] = attrs.field(default=(1.0, 2.0), converter=tuple, validator=_positive_pair)
     max_gap: float = attrs.field(default=1.0, validator=unit_interval)
     initial_gap: float = attrs.field(default=0.0, validator=unit_interval)
-    anneal_steps: int = attrs.field(default=0, validator=non_negative)
+    anneal_steps: int = attrs.field(default=0, validator=non_negative_integer)
 
     def gap(self, step: int) -> float:
         """The largest gap allowed at `step` (see `max_gap` in common.py)."""

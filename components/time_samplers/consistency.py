@@ -8,7 +8,7 @@ import torch
 from flowmap_components.interpolants.noise_level import time_at_noise_level
 from flowmap_core.protocols import Draw, Interpolant, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import positive
+from flowmap_core.validators import finite, optional, positive, positive_integer
 
 GROWTHS = ("ct", "ict", "fixed")
 
@@ -49,13 +49,13 @@ class ConsistencySchedule:
     diagonal rows.
     """
 
-    initial_levels: int = 2
-    final_levels: int = 150
+    initial_levels: int = attrs.field(default=2, validator=positive_integer)
+    final_levels: int = attrs.field(default=150, validator=positive_integer)
     sigma_min: float = attrs.field(default=0.002, validator=positive)
     sigma_max: float = attrs.field(default=80.0, validator=positive)
     rho: float = attrs.field(default=7.0, validator=positive)
     growth: str = attrs.field(default="ct", validator=_growth)
-    level_mean: float | None = None
+    level_mean: float | None = attrs.field(default=None, validator=optional(finite))
     level_std: float = attrs.field(default=2.0, validator=positive)
 
     def levels(self, step: int, total_steps: int) -> int:

@@ -6,12 +6,7 @@ import torch
 from flowmap_components.time_samplers.common import assemble, diagonal_count, uniform
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import unit_interval
-
-
-def _levels(instance: "Dyadic", attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"Dyadic.levels must be >= 1, got {value}")
+from flowmap_core.validators import positive_integer, unit_interval
 
 
 def _grid(instance: "Dyadic", attribute: attrs.Attribute, value: str) -> None:
@@ -34,7 +29,7 @@ class Dyadic:
     """
 
     diagonal_fraction: float = attrs.field(default=0.875, validator=unit_interval)
-    levels: int = attrs.field(default=7, validator=_levels)
+    levels: int = attrs.field(default=7, validator=positive_integer)
     start_grid: str = attrs.field(default="full", validator=_grid)
 
     def __call__(self, draw: Draw) -> TimeSample:

@@ -7,7 +7,7 @@ from torch import Tensor
 from flowmap_components.time_samplers.common import assemble, diagonal_count
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import positive, unit_interval
+from flowmap_core.validators import finite, positive, unit_interval
 
 
 @register("time_sampler", "logit_normal")
@@ -19,7 +19,7 @@ class LogitNormal:
     """
 
     diagonal_fraction: float = attrs.field(default=0.5, validator=unit_interval)
-    mean: float = 0.0
+    mean: float = attrs.field(default=0.0, validator=finite)
     std: float = attrs.field(default=1.0, validator=positive)
 
     def _draw(self, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from flowmap_components.time_samplers.consistency import levels_to_times
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import positive
+from flowmap_core.validators import finite, positive
 
 
 @register("time_sampler", "lognormal_sigma")
@@ -24,7 +24,7 @@ class LognormalSigma:
     sigma_d = 0.5).
     """
 
-    p_mean: float = -1.0
+    p_mean: float = attrs.field(default=-1.0, validator=finite)
     p_std: float = attrs.field(default=1.4, validator=positive)
     sigma_d: float = attrs.field(default=0.5, validator=positive)
 

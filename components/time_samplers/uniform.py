@@ -12,7 +12,7 @@ from flowmap_components.time_samplers.common import (
 )
 from flowmap_core.protocols import Draw, TimeSample
 from flowmap_core.registry import register
-from flowmap_core.validators import non_negative, unit_interval
+from flowmap_core.validators import non_negative_integer, unit_interval
 
 
 @register("time_sampler", "uniform")
@@ -29,7 +29,7 @@ class UniformTriangle:
     diagonal_fraction: float = attrs.field(default=0.5, validator=unit_interval)
     max_gap: float = attrs.field(default=1.0, validator=unit_interval)
     initial_gap: float = attrs.field(default=0.0, validator=unit_interval)
-    anneal_steps: int = attrs.field(default=0, validator=non_negative)
+    anneal_steps: int = attrs.field(default=0, validator=non_negative_integer)
 
     def gap(self, step: int) -> float:
         """The largest gap allowed at `step` (see `max_gap` in common.py)."""

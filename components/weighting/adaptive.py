@@ -5,7 +5,7 @@ import torch
 
 from flowmap_core.registry import register
 from flowmap_core.typing import Scalar, Times, typechecked
-from flowmap_core.validators import positive
+from flowmap_core.validators import finite, positive
 
 
 @register("weighting", "adaptive")
@@ -16,7 +16,7 @@ class Adaptive:
     p = 0 is the plain mean, p = 1/2 behaves like a pseudo-Huber loss, p = 1 like log(l + c).
     """
 
-    power: float = 1.0
+    power: float = attrs.field(default=1.0, validator=finite)
     offset: float = attrs.field(default=1e-3, validator=positive)
 
     @typechecked

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from flowmap_components.backbones.time_features import FourierTimeFeatures
 from flowmap_core.registry import register
 from flowmap_core.typing import Scalar, Times, typechecked
+from flowmap_core.validators import arguments, in_range, non_negative_integer, positive
 
 
 def _one_process(value: Tensor) -> Tensor:
@@ -16,6 +17,13 @@ def _one_process(value: Tensor) -> Tensor:
 
 
 @register("weighting", "learned")
+@arguments(
+    octaves=non_negative_integer,
+    bound=positive,
+    scale_rate=in_range(0.0, 1.0, high_open=True),
+    min_scale=positive,
+    slack=positive,
+)
 class LearnedLogVariance(nn.Module):
     """mean_i exp(-w(s_i, t_i)) l_i / c + w(s_i, t_i), w = B tanh(u(s, t) / B).
 
@@ -68,14 +76,6 @@ class LearnedLogVariance(nn.Module):
         slack: float = 2.0,
     ):
         super().__init__()
-        if bound <= 0:
-            raise ValueError(f"bound must be > 0, got {bound}")
-        if not 0 <= scale_rate < 1:
-            raise ValueError(f"scale_rate must be in [0, 1), got {scale_rate}")
-        if min_scale <= 0:
-            raise ValueError(f"min_scale must be > 0, got {min_scale}")
-        if slack <= 0:
-            raise ValueError(f"slack must be > 0 (u is pulled back beyond slack * bound), got {slack}")
         self.bound = bound
         self.scale_rate = scale_rate
         self.min_scale = min_scale

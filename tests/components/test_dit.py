@@ -13,7 +13,6 @@ from flowmap_components.backbones.dit import DiT
 from flowmap_components.backbones.dit_blocks import sincos_2d
 from flowmap_core import config, registry, runs
 from flowmap_core.autodiff import jvp
-from flowmap_core.config import ConfigError
 from flowmap_core.protocols import Batch, HasTangentPass
 from flowmap_core.trainer import Trainer
 
@@ -191,13 +190,14 @@ def test_class_conditional_with_null_label_and_guidance():
         ({"patch": 3}, r"patch = 3 must divide the image's height and width, got 8x8; patches that fit: 1, 2, 4, 8"),
         ({"width": 18}, r"width = 18 must divide by 4 .* and by attention_heads = 2"),
         ({"attention_heads": 3}, r"width = 16 must divide by 4 .* and by attention_heads = 3"),
-        ({"depth": 0}, r"backbone.dit.depth must be an integer >= 1, got 0"),
+        ({"depth": 0}, r"backbone.dit.depth must be a positive integer, in \[1, inf\), got 0"),
         ({"positional": "rope"}, r"unknown positional embedding 'rope'; known: fixed, learned"),
-        ({"mlp_ratio": 0}, r"mlp_ratio must be a number > 0"),
+        ({"mlp_ratio": 0}, r"backbone.dit.mlp_ratio must be positive"),
+        ({"mlp_ratio": 0.01}, r"backbone.dit.mlp_ratio must leave width \* mlp_ratio >= 1 unit"),
     ],
 )
 def test_bad_settings_name_the_fix(options, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message):
         DiT(**{"data_shape": (1, 8, 8), **TINY, **options})
 
 

@@ -199,5 +199,5 @@ def test_metric_is_registered_and_checks_its_inputs():
         metric(torch.zeros(10, 1, 4, 4), dataset)
     with pytest.raises(ValueError, match="must be a feature extractor"):
         registry.build("metric", "frechet", features="inception")
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="metric.frechet.batch must be a positive integer"):
         registry.build("metric", "frechet", features=MeanPixels(), batch=0)

@@ -106,7 +106,7 @@ def test_residual_value_does_not_depend_on_stopgrad(policy, name):
 
 
 def test_psd_rejects_bad_h():
-    with pytest.raises(ValueError, match=r"PSD.h must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"objective.psd.h must be None or in \(0, 1\)"):
         registry.build("objective", "psd", h=1.5)
 
 

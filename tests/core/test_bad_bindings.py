@@ -124,7 +124,7 @@ def test_debug_shows_the_traceback(how, monkeypatch, tmp_path):
         argv = ["--debug", *argv]
     else:
         monkeypatch.setenv("FLOWMAP_TRACEBACK", "1")
-    with pytest.raises(ValueError, match="learning rate"):
+    with pytest.raises(ValueError, match="optimizer.adam.lr must be positive"):
         cli.main(argv)
 
 

@@ -106,7 +106,7 @@ def test_malformed_gin_file_names_file_and_line(capsys, tmp_path):
 def test_bad_argument_value_is_one_line(capsys, tmp_path):
     psd = str(config.GIN_DIR / "smoke" / "checkerboard_psd_m.gin")
     err = error_of(capsys, ["train", psd, "--run-dir", str(tmp_path), "--gin", "objective.psd.h = 2.0"])
-    assert "PSD.h must be in (0, 1)" in err
+    assert "objective.psd.h must be None or in (0, 1)" in err
 
 
 def test_missing_config_file(capsys):

@@ -12,11 +12,11 @@ from flowmap_core.scores import Scores
 
 SMOKE = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
 RUN = [
-    "train.steps = 150",
-    "train.log_every = 25",
-    "train.checkpoint_every = 25",
+    "train.steps = 100",
+    "train.log_every = 20",
+    "train.checkpoint_every = 20",
     "evaluate.num_samples = 20000",
-    "evaluate.step_counts = (1, 4)",
+    "evaluate.step_counts = (1,)",
 ]
 ROLLBACK = ["train.rollback = @rollback()", "rollback.spike_steps = 5", "rollback.window = 20"]
 FAULTS = [
@@ -24,8 +24,8 @@ FAULTS = [
     "fault/objective.split.off_diagonal = @objective.lsd()",
     "train.objective = @objective.fault()",
     "objective.fault.objective = @fault/objective.split()",
-    "objective.fault.nan_at = 60",
-    "objective.fault.spike_at = 100",
+    "objective.fault.nan_at = 40",
+    "objective.fault.spike_at = 70",
     "objective.fault.spike_steps = 30",
 ]
 
@@ -57,9 +57,9 @@ def test_a_nan_and_a_spike_roll_back_and_the_run_ends_as_clean_runs_do(tmp_path)
     clean = [_kl(tmp_path, f"clean{seed}", [f"train.seed = {seed}"])[0] for seed in (0, 1, 2)]
     faulted, records = _kl(tmp_path, "faulted", FAULTS + ROLLBACK)
     rollbacks = [r for r in records if "rollback" in r]
-    assert [r["from_step"] for r in rollbacks] == [61, 105]  # after the NaN step at once; after 5 spiked steps
-    assert [r["step"] for r in rollbacks] == [50, 100]  # back to the last healthy checkpoint
-    assert records[-1]["step"] == 150
+    assert [r["from_step"] for r in rollbacks] == [41, 75]  # after the NaN step at once; after 5 spiked steps
+    assert [r["step"] for r in rollbacks] == [40, 60]  # back to the last healthy checkpoint
+    assert records[-1]["step"] == 100
     mean, std = statistics.mean(clean), statistics.stdev(clean)
     assert abs(faulted - mean) <= max(3 * std, 0.1 * mean), (faulted, clean)
 

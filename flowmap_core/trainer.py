@@ -1,7 +1,8 @@
 """One generic training loop: it knows no method, dataset or network; gin supplies them.
 
-Just over 500 lines: the loop with its compiled-step, resume and skip handling, which read
-the same state; the spec and the run directory already live in `spec.py` and `rundir.py`.
+About 600 lines: the loop with its compiled-step, resume, skip and rollback handling, which
+read and restore the same state (the rollback's decision lives in `rollback.py`, the spec and
+the run directory in `spec.py` and `rundir.py`).
 
 A run is described by a `TrainSpec` (gin name `train`, `flowmap_core.spec`): the components
 (dataset, backbone, parameterisation, interpolant, objective, time sampler, weighting,

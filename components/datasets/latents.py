@@ -42,13 +42,7 @@ def load_vae(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise DataError(f"{folder} is not a diffusers VAE folder (no config.json)")
-    try:
-        with diffusers_drift.quiet(diffusers):
-            vae = diffusers.AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"could not load an AutoencoderKL from {folder}: {first_line}") from None
-    return vae.eval().requires_grad_(False)
+    return diffusers_drift.frozen(diffusers.AutoencoderKL, folder, DataError)
 
 
 @attrs.define

@@ -78,12 +78,18 @@ def load_model(folder: Path, model_class: str | None) -> nn.Module:
             f"{config_file} names the class {name!r}, which is not a diffusers ModelMixin; "
             "bind model_class = 'module:Class' for a model of your own"
         )
+    return frozen(cls, folder)
+
+
+def frozen(cls: type, folder: Path, error: type[Exception] = DiffusersError) -> nn.Module:
+    """`cls.from_pretrained(folder)` from local files only, frozen and in eval mode; a failure
+    to load is one `error` naming the class, the folder and the first line of the reason."""
     try:
-        with quiet(diffusers):
+        with quiet(diffusers_module()):
             model = cls.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DiffusersError(f"could not load {cls.__name__} from {folder}: {first_line}") from None
+    except (OSError, ValueError, RuntimeError) as reason:
+        first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        raise error(f"could not load {cls.__name__} from {folder}: {first_line}") from None
     return model.eval().requires_grad_(False)
 
 

@@ -66,3 +66,18 @@ def test_consistency_sampler_starts_where_training_starts(interpolant):
     sampler = registry.build("sampler", "consistency", sigma_max=None)
     sampler(X, x0, 1, interpolant=registry.build("interpolant", interpolant), generator=torch.Generator())
     assert (calls[-1][1] == 0).all() and torch.equal(calls[-1][0], x0)
+
+
+@pytest.mark.parametrize("power", [1.0, 1.74])
+def test_consistency_sampler_renoises_at_its_power(power):
+    """Three steps re-noise at s_i = (i / 3)^p, p = `renoise_power` (equal steps at p = 1)."""
+    times = []
+
+    def X(x, s, t):
+        times.append(s[0].item())
+        return x
+
+    x0 = torch.zeros(4, 2, dtype=torch.float64)
+    sampler = registry.build("sampler", "consistency", renoise_power=power)
+    sampler(X, x0, 3, interpolant=registry.build("interpolant", "linear"), generator=torch.Generator())
+    assert times[1:] == pytest.approx([(1 / 3) ** power, (2 / 3) ** power], rel=1e-12)

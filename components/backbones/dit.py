@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from flowmap_components.backbones import tangent_rules as rules
 from flowmap_components.backbones.dit_blocks import DiTBlock, FinalLayer, sincos_2d, xavier_patch_embedding
 from flowmap_components.backbones.embedding import embed_conditions
+from flowmap_components.backbones.output_scale import scale_affine
 from flowmap_components.backbones.tangent_rules import Tangent
 from flowmap_components.backbones.time_features import FourierTimeFeatures, fold_second_time
 from flowmap_core.config import ConfigError
@@ -190,6 +191,10 @@ class DiT(nn.Module):
     def fold_second_time(self) -> None:
         """From now on forward(x, s, t) = the current forward(x, s, s) (`time_features.fold_second_time`)."""
         fold_second_time(self.embedding_in, 0, self.time_features.dim)
+
+    def scale_output(self, factor: float) -> None:
+        """From now on forward = `factor` times the current forward (`output_scale.scale_affine`)."""
+        scale_affine(self.final.linear, factor)
 
     def tangent(
         self,

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmap_components.backbones import tangent_rules as rules
+from flowmap_components.backbones.output_scale import scale_affine
 from flowmap_components.backbones.time_features import FourierTimeFeatures, fold_second_time
 from flowmap_core.config import ConfigError
 from flowmap_core.registry import register
@@ -89,6 +90,10 @@ class MLP(nn.Module):
     def fold_second_time(self) -> None:
         """From now on forward(x, s, t) = the current forward(x, s, s) (`time_features.fold_second_time`)."""
         fold_second_time(self.hidden[0], math.prod(self.data_shape) * self.space_features.dim, self.time_features.dim)
+
+    def scale_output(self, factor: float) -> None:
+        """From now on forward = `factor` times the current forward (`output_scale.scale_affine`)."""
+        scale_affine(self.out, factor)
 
     def tangent(
         self,

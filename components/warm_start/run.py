@@ -5,6 +5,7 @@ from torch import nn
 
 from flowmap_components.teachers.pretrained import load_finished_run
 from flowmap_core.registry import register
+from flowmap_core.validators import in_range
 
 
 @register("warm_start", "run")
@@ -18,12 +19,19 @@ class FromRun:
     (`fold_second_time`): a velocity trained on the diagonal, b_s = v_{s,s}, becomes the
     map X_{s,t}(x) = x + (t - s) b_s(x) at step 0 under `parameterisation.euler`, with the
     weights that read t at zero (the warm start of Decoupled MeanFlow, 2025).
+
+    `output_scale` c multiplies the backbone's output (`scale_output`) when the student's
+    head means c times the source's: sCD starts its TrigFlow head F from a flow-matching
+    velocity b of the trigonometric interpolant with c = -2 / pi, since sCM's PF-ODE
+    dx_t/dt = sigma_d F is, in our time s = 1 - 2 t / pi and units x_s = x_t / sigma_d,
+    b = dx_s/ds = -(pi / 2) F (Lu & Song 2024, Sec. 5: sCD initialises from the teacher).
     """
 
     run_dir: str
     config: str | None = None
     weights: str | None = None
     fold: bool = True
+    output_scale: float = attrs.field(default=1.0, validator=in_range(-100.0, 100.0))
 
     def apply(self, net: nn.Module) -> None:
         source = load_finished_run(self.run_dir, self.config, self.weights).net
@@ -42,3 +50,7 @@ class FromRun:
                     f"warm_start.run: {type(net).__name__} has no fold_second_time(); bind warm_start.run.fold = False"
                 )
             net.fold_second_time()
+        if self.output_scale != 1.0:
+            if not callable(getattr(net, "scale_output", None)):
+                raise ValueError(f"warm_start.run: {type(net).__name__} has no scale_output(); keep output_scale = 1")
+            net.scale_output(self.output_scale)

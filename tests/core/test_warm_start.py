@@ -35,6 +35,16 @@ def test_folding_the_second_time_reads_t_as_s(name):
     torch.testing.assert_close(net(x, s, s), diagonal, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_scaling_the_output_scales_every_head(name):
+    net = off_zero_init(BACKBONES[name]().double())
+    shape = (5, *net.data_shape)
+    x, s, t = torch.randn(shape, dtype=torch.float64), torch.rand(5).double(), torch.rand(5).double()
+    before = net(x, s, t)
+    net.scale_output(-2 / torch.pi)
+    torch.testing.assert_close(net(x, s, t), -2 / torch.pi * before, rtol=1e-10, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def fm_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("warm") / "fm"
@@ -44,9 +54,15 @@ def fm_run(tmp_path_factory):
     return run_dir
 
 
-def test_warm_started_student_is_the_euler_map_of_the_run_at_step_0(fm_run):
+@pytest.mark.parametrize("scale", [1.0, -0.5])
+def test_warm_started_student_is_the_euler_map_of_the_run_at_step_0(fm_run, scale):
+    """With `output_scale` c the student starts at c times that velocity: V_{s,t} = c b_s."""
     smoke = str(config.GIN_DIR / "smoke" / "checkerboard_lsd.gin")
-    bindings = ["train.warm_start = @warm_start.run()", f"warm_start.run.run_dir = '{fm_run}'"]
+    bindings = [
+        "train.warm_start = @warm_start.run()",
+        f"warm_start.run.run_dir = '{fm_run}'",
+        f"warm_start.run.output_scale = {scale}",
+    ]
     with config.isolated():
         config.parse([smoke], bindings)
         trainer = Trainer(runs.build_spec(), progress=False)
@@ -58,8 +74,8 @@ def test_warm_started_student_is_the_euler_map_of_the_run_at_step_0(fm_run):
     b_s = velocity.velocity(x, s)
     assert b_s.abs().mean() > 1e-3  # the run learned something to start from
     for X in (trainer.student, trainer.flow_map(trainer.ema.nets[0.999])):
-        torch.testing.assert_close(X.mean_velocity(x, s, t), b_s, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(X(x, s, t), x + (t - s)[:, None] * b_s, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(X.mean_velocity(x, s, t), scale * b_s, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(X(x, s, t), x + (t - s)[:, None] * scale * b_s, rtol=1e-5, atol=1e-5)
 
 
 def test_another_backbone_is_one_error_line(fm_run, capsys, tmp_path):

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, columns = [], [[] for _ in args.powers]
     for run_dir in args.run_dirs:
         row = [run_dir]
-        for column, power in zip(columns, args.powers):
+        for column, power in zip(columns, args.powers, strict=True):
             bindings = [*args.gin, f"sampler.consistency.renoise_power = {power}"]
             sampler = RunSampler.open(run_dir, args.weights, bindings)
             if type(sampler.spec.sampler).__name__ != "ConsistencySampler":
@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.run_dirs) > 1:
         rows.append(["mean ± std"] + [f"{statistics.mean(c):.4g} ± {statistics.stdev(c):.2g}" for c in columns])
     head = ["run"] + [f"p = {power:g} (s_1 = {(1 / args.steps) ** power:.3f})" for power in args.powers]
-    print(f"{args.steps}-step {sampler.spec.metric.name if hasattr(sampler.spec.metric, 'name') else 'score'}"
-          f", {sampler.spec.num_samples:,} samples, the evaluation's noise\n")
+    print(
+        f"{args.steps}-step {sampler.spec.metric.name if hasattr(sampler.spec.metric, 'name') else 'score'}"
+        f", {sampler.spec.num_samples:,} samples, the evaluation's noise\n"
+    )
     print(report.table(head, rows))
     return 0
 

@@ -23,11 +23,16 @@ BACKBONES = {
 }
 
 
+def net_and_inputs(name: str):
+    """Backbone `name` with no zero-initialised layer, in float64, and an input (x, s, t)."""
+    net = off_zero_init(BACKBONES[name]().double())
+    x = torch.randn((5, *net.data_shape), dtype=torch.float64)
+    return net, x, torch.rand(5).double(), torch.rand(5).double()
+
+
 @pytest.mark.parametrize("name", BACKBONES)
 def test_folding_the_second_time_reads_t_as_s(name):
-    net = off_zero_init(BACKBONES[name]().double())
-    shape = (5, *net.data_shape)
-    x, s, t = torch.randn(shape, dtype=torch.float64), torch.rand(5).double(), torch.rand(5).double()
+    net, x, s, t = net_and_inputs(name)
     diagonal = net(x, s, s)
     assert not torch.allclose(net(x, s, t), diagonal)
     net.fold_second_time()
@@ -37,9 +42,7 @@ def test_folding_the_second_time_reads_t_as_s(name):
 
 @pytest.mark.parametrize("name", BACKBONES)
 def test_scaling_the_output_scales_every_head(name):
-    net = off_zero_init(BACKBONES[name]().double())
-    shape = (5, *net.data_shape)
-    x, s, t = torch.randn(shape, dtype=torch.float64), torch.rand(5).double(), torch.rand(5).double()
+    net, x, s, t = net_and_inputs(name)
     before = net(x, s, t)
     net.scale_output(-2 / torch.pi)
     torch.testing.assert_close(net(x, s, t), -2 / torch.pi * before, rtol=1e-10, atol=1e-12)

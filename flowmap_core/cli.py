@@ -267,7 +267,8 @@ def _encode(args: argparse.Namespace, imports: list[str]) -> int:
     errors = round_trip.round_trips(sampler.X, x0, x1, args.steps)
     RunDir(args.run_dir).add_tool_scores({f"round_trip_{kind}_k{args.steps}": v for kind, v in errors.items()})
     print(
-        f"flowmap: {len(x1)} points ({sampler.weights}) carried to noise in {args.steps} jumps, written to {args.out}; "
+        f"flowmap: {len(x1)} points ({sampler.weights}) carried to noise in {args.steps} "
+        f"jump{'s' if args.steps > 1 else ''}, written to {args.out}; "
         f"round trip RMS error: data -> noise -> data {errors['data']:.4g}, noise -> data -> noise "
         f"{errors['noise']:.4g} (recorded in scores.json)"
     )

@@ -265,12 +265,18 @@ def _encode(args: argparse.Namespace, imports: list[str]) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, noise.float().cpu().numpy())
     errors = round_trip.round_trips(sampler.X, x0, x1, args.steps)
-    RunDir(args.run_dir).add_tool_scores({f"round_trip_{kind}_k{args.steps}": v for kind, v in errors.items()})
+    scores = {f"round_trip_{kind}_k{args.steps}": v for kind, v in errors.items()}
+    exact = round_trip.exact_map(sampler.trainer.spec)
+    against_exact = ""
+    if exact is not None:
+        scores[f"encode_error_k{args.steps}"] = error = round_trip.encoding_error(sampler.X, exact, x1, args.steps)
+        against_exact = f"; against the exact map's encoding {error:.4g}"
+    RunDir(args.run_dir).add_tool_scores(scores)
     print(
         f"flowmap: {len(x1)} points ({sampler.weights}) carried to noise in {args.steps} "
         f"jump{'s' if args.steps > 1 else ''}, written to {args.out}; "
         f"round trip RMS error: data -> noise -> data {errors['data']:.4g}, noise -> data -> noise "
-        f"{errors['noise']:.4g} (recorded in scores.json)"
+        f"{errors['noise']:.4g}{against_exact} (recorded in scores.json)"
     )
     return 0
 

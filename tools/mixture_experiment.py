@@ -31,10 +31,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import attrs
 import torch
 
-from flowmap_core import config, sweep
+from flowmap_core import config, round_trip, sweep
 from flowmap_core.rundir import RunDir
 
 GIN = config.GIN_DIR / "experiments"
@@ -52,10 +51,9 @@ def score_run(run_dir: Path, times: tuple[float, ...], num_samples: int, seed: i
     sampler = RunSampler.open(run_dir)
     trainer, X, weights = sampler.trainer, sampler.X, sampler.weights
     spec = trainer.spec
-    mixture = getattr(spec.dataset, "mixture", None)
-    if mixture is None:
+    exact = round_trip.exact_map(spec)
+    if exact is None:
         raise SystemExit(f"mixture_experiment: {run_dir} does not train on dataset.gaussian_mixture_nd")
-    exact = attrs.evolve(mixture, interpolant=spec.interpolant)
     common = {"dtype": trainer.dtype, "device": trainer.device, "seed": seed}
     grid = flow_map_error_grid(X, exact, times=times, num_samples=num_samples, **common)
     fm = spec.objective.registry_name == "flow_matching"

@@ -1,5 +1,5 @@
 """Couplings: mini-batch OT is a permutation of the noise, never costs more than the independent
-pairing, leaves a batch already in OT order as it is, and pairs within classes when asked."""
+pairing, leaves a batch already in OT order as it is, and pairs within classes or blocks when asked."""
 
 import torch
 from hypothesis import given, settings
@@ -42,6 +42,18 @@ def test_class_aware_ot_pairs_within_each_class(batch, classes):
         rows = label == value
         assert sorted(map(tuple, paired[rows].tolist())) == sorted(map(tuple, x0[rows].tolist()))
         assert cost(paired[rows], x1[rows]) <= cost(x0[rows], x1[rows]) + 1e-9
+
+
+@settings(max_examples=15, deadline=None)
+@given(batches, st.integers(1, 12))
+def test_block_ot_pairs_within_each_block_and_is_whole_ot_for_one_block(batch, block_size):
+    x0, x1 = draw(*batch)
+    paired = OptimalTransport(block_size=block_size)(x0, x1, None)
+    for start in range(0, len(x0), block_size):
+        rows = slice(start, start + block_size)
+        assert sorted(map(tuple, paired[rows].tolist())) == sorted(map(tuple, x0[rows].tolist()))
+        assert torch.equal(paired[rows], OptimalTransport()(x0[rows], x1[rows], None))
+    assert torch.equal(OptimalTransport(block_size=len(x0))(x0, x1, None), OptimalTransport()(x0, x1, None))
 
 
 def test_images_are_paired_as_flat_vectors():

@@ -269,7 +269,7 @@ def _encode(args: argparse.Namespace, imports: list[str]) -> int:
     exact = round_trip.exact_map(sampler.trainer.spec)
     against_exact = ""
     if exact is not None:
-        scores[f"encode_error_k{args.steps}"] = error = round_trip.encoding_error(sampler.X, exact, x1, args.steps)
+        scores[f"encode_error_k{args.steps}"] = error = round_trip.encoding_error(noise, exact, x1)
         against_exact = f"; against the exact map's encoding {error:.4g}"
     RunDir(args.run_dir).add_tool_scores(scores)
     print(

@@ -38,11 +38,10 @@ class OptimalTransport:
     block_size: int | None = attrs.field(default=None, validator=optional(positive_integer))
 
     def __call__(self, x0: Tensor, x1: Tensor, label: Tensor | None) -> Tensor:
-        everyone = torch.arange(len(x0), device=x0.device)
         if self.class_aware and label is not None:
             groups = [torch.nonzero(label == value).squeeze(1) for value in torch.unique(label)]
         else:
-            groups = [everyone]
+            groups = [torch.arange(len(x0), device=x0.device)]
         if self.block_size is not None:
             groups = [block for group in groups for block in group.split(self.block_size)]
         paired = x0.clone()

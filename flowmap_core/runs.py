@@ -10,7 +10,7 @@ from PIL import Image
 
 from flowmap_core import config, figures, report
 from flowmap_core.errors import FlowmapError, TrainingError
-from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, evaluate, evaluate_guided
+from flowmap_core.evaluation import EvalResult, EvalSpec, GuidedResult, as_images, evaluate, evaluate_guided
 from flowmap_core.flow_map import FlowMap
 from flowmap_core.rundir import RunDir, RunDirError
 from flowmap_core.scores import Budget, Row, Scores, Table
@@ -158,7 +158,7 @@ def score_run(
     tables = [result.to_table(), *([] if guided is None else [guided.to_table()])]
     scores = run.update_scores(tables=tables, seed=trainer.spec.seed, budget=budget(trainer))
     images = len(trainer.spec.dataset.data_shape) == 3
-    drawn, guided_drawn = figures.write_run_figures(run.path, result, trainer.spec.dataset, guided, images)
+    drawn, guided_drawn = figures.write_run_figures(run.path, result, as_images(trainer.spec.dataset), guided, images)
     run.write(run.report.name, report.run_report(run.name, settings(trainer), scores, drawn, guided_drawn))
     log_scores(trainer, run, tables, [*drawn, *guided_drawn])
     return scores

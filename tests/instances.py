@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowmap_components.datasets.checkerboard import Checkerboard
 from flowmap_components.datasets.points import Points
+from flowmap_components.datasets.scaled import Scaled
 from flowmap_components.datasets.shards import Shards
 from flowmap_components.datasets.synthetic_images import write_synthetic
 from flowmap_components.interpolants.general import General
@@ -44,6 +46,7 @@ BUILDERS: dict[tuple[str, str], Callable[[], Any]] = {
     ("time_sampler", "full_square"): lambda: FullSquare(base=UniformTriangle()),
     ("dataset", "points"): lambda: Points(path=str(points_file())),
     ("dataset", "shards"): lambda: Shards(url=shards_dir()),
+    ("dataset", "scaled"): lambda: Scaled(dataset=Checkerboard(), scale=0.5),
     ("time_sampler", "on_grid"): lambda: OnGrid(base=UniformTriangle(), fraction=0.5),
     ("time_sampler", "shift"): lambda: Shift(base=UniformTriangle(), factor=3.0),
     ("time_sampler", "mixture"): lambda: Mixture(

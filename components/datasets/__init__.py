@@ -1,3 +1,3 @@
 """Data sources (family `dataset`)."""
 
-from flowmap_components.datasets import checkerboard, gaussian, gaussian_mixture, points, shards  # noqa: F401
+from flowmap_components.datasets import checkerboard, gaussian, gaussian_mixture, points, scaled, shards  # noqa: F401

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from flowmap_components.datasets.scaled import Scaled
+from flowmap_components.metrics.histogram_kl import HistogramKL
 from flowmap_core import data, registry
+from flowmap_core.evaluation import EvalSpec
 from flowmap_core.protocols import DensityDataset, StreamRequest
 from tests.instances import instances
 
@@ -63,3 +66,16 @@ def test_checkerboard_is_the_official_one():
 def test_mixture_rejects_bad_weights():
     with pytest.raises(ValueError, match="weights has 2 entries for 8 components"):
         registry.build("dataset", "gaussian_mixture", weights=(1.0, 2.0))
+
+
+def test_scaled_data_is_scored_in_the_datasets_own_units():
+    board = registry.build("dataset", "checkerboard")
+    scaled = Scaled(dataset=board, scale=0.4)
+    batch, plain = sample(scaled, 1000), sample(board, 1000)
+    assert torch.equal(batch.x1, 0.4 * plain.x1) and torch.equal(batch.label, plain.label)
+    spec = EvalSpec(metric=HistogramKL(), sampler=object())
+    points = sample(board, 50_000, seed=3).x1
+    in_own_units = spec.score(points, board)
+    assert spec.score(0.4 * points, scaled) == pytest.approx(in_own_units, abs=1e-12)
+    assert spec.score(0.4 * points, board) > in_own_units + 1, "undecoded, the same samples score far worse"
+    assert spec.card(scaled, 50_000, images=False) == spec.card(board, 50_000, images=False)

@@ -15,7 +15,16 @@ from torch import Tensor
 from flowmap_core import cards
 from flowmap_core.protocols import Batch, Dataset
 from flowmap_core.registry import register
-from flowmap_core.validators import positive_finite
+from flowmap_core.validators import component, positive_finite
+
+
+def _drawn_from_memory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """A dataset with `sample` (not a stream of shards, whose examples are read, not drawn)."""
+    if not callable(getattr(value, "sample", None)):
+        raise TypeError(
+            f"dataset.scaled.dataset must be a dataset drawn from memory (one with sample()), "
+            f"got {type(value).__name__}: streamed shards cannot be scaled here"
+        )
 
 
 @register("dataset", "scaled")
@@ -29,7 +38,7 @@ class Scaled:
     its noise floor and its card are those of the unscaled dataset.
     """
 
-    dataset: Dataset
+    dataset: Dataset = attrs.field(validator=[component, _drawn_from_memory])
     scale: float = attrs.field(validator=positive_finite)
 
     @property

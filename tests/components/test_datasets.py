@@ -8,7 +8,7 @@ from flowmap_components.metrics.histogram_kl import HistogramKL
 from flowmap_core import data, registry
 from flowmap_core.evaluation import EvalSpec
 from flowmap_core.protocols import DensityDataset, StreamRequest
-from tests.instances import instances
+from tests.instances import instance, instances
 
 CPU = torch.device("cpu")
 
@@ -79,3 +79,8 @@ def test_scaled_data_is_scored_in_the_datasets_own_units():
     assert spec.score(0.4 * points, scaled) == pytest.approx(in_own_units, abs=1e-12)
     assert spec.score(0.4 * points, board) > in_own_units + 1, "undecoded, the same samples score far worse"
     assert spec.card(scaled, 50_000, images=False) == spec.card(board, 50_000, images=False)
+
+
+def test_scaled_refuses_a_stream():
+    with pytest.raises(TypeError, match="drawn from memory"):
+        Scaled(dataset=instance("dataset", "shards"), scale=0.5)

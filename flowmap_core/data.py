@@ -21,11 +21,16 @@ class DatasetError(FlowmapError, TypeError):
     """A dataset that neither draws samples nor streams them."""
 
 
+def drawn_from_memory(dataset: object) -> bool:
+    """Whether `dataset` draws its batches from memory (has `sample`), as opposed to streaming them."""
+    return callable(getattr(dataset, "sample", None))
+
+
 def batches(dataset: Dataset | StreamingDataset, request: StreamRequest, generator: torch.Generator) -> Iterator[Batch]:
     """The batches of `request.batch_size` examples this process trains on, from `request.step` on."""
     if isinstance(dataset, StreamingDataset):
         return dataset.stream(request)
-    if callable(getattr(dataset, "sample", None)):
+    if drawn_from_memory(dataset):
         return _drawn(dataset, request, generator)
     raise DatasetError(
         f"train.dataset: {type(dataset).__name__} has neither sample(n, generator=...) nor stream(request); "

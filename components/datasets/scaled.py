@@ -12,7 +12,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from flowmap_core import cards
+from flowmap_core import cards, data
 from flowmap_core.protocols import Batch, Dataset
 from flowmap_core.registry import register
 from flowmap_core.validators import component, positive_finite
@@ -20,7 +20,7 @@ from flowmap_core.validators import component, positive_finite
 
 def _drawn_from_memory(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     """A dataset with `sample` (not a stream of shards, whose examples are read, not drawn)."""
-    if not callable(getattr(value, "sample", None)):
+    if not data.drawn_from_memory(value):
         raise TypeError(
             f"dataset.scaled.dataset must be a dataset drawn from memory (one with sample()), "
             f"got {type(value).__name__}: streamed shards cannot be scaled here"
